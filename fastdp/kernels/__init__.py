@@ -85,11 +85,10 @@ def loss_grad(loss: str, X: np.ndarray, y: np.ndarray, coef: np.ndarray, interce
     return float(out[n + 1]), out[:n], float(out[n])
 
 
-def set_num_threads(n: int) -> None:
-    """Threads the compiled kernels use from now on in this process (Numba and OpenMP alike)."""
-    import numba
-
-    numba.set_num_threads(n)
+def set_cython_threads(n: int) -> None:
+    """OpenMP threads the Cython kernels use from now on in this process (n >= 1)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
     _cython_dense.set_num_threads(n)
 
 

@@ -1,0 +1,151 @@
+"""Communicators: MPI.COMM_WORLD wrapped for numpy buffers, or a serial stand-in with the same face.
+
+    comm = fastdp.comm.world()
+    comm.rank, comm.size, comm.local_size      # local_size: ranks sharing this node
+    comm.allreduce_sum_(buf)                   # in place, MPI.IN_PLACE, uppercase buffer API
+    comm.bcast_(buf, root=0)                   # in place
+    comm.barrier()
+    comm.allgather_obj(obj)                    # pickled; small metadata only, never on a hot path
+
+MPI is used only when this process was started by an MPI launcher (mpiexec, srun, ...) or when
+mpi4py.MPI is already imported; otherwise `world()` is the serial communicator and MPI is never
+initialized, so `import fastdp` works with no MPI runtime at all.
+
+Under MPI with more than one rank, `world()` installs an exception hook: an uncaught exception on
+any rank prints its traceback (prefixed by the rank) and calls MPI_Abort, so the job ends with a
+non-zero exit instead of leaving the other ranks waiting in a collective.
+
+This module knows nothing of models or kernels.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any, Protocol
+
+import numpy as np
+
+LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+
+
+class Comm(Protocol):
+    """What fastdp asks of a communicator."""
+
+    rank: int
+    size: int
+    local_size: int
+
+    def allreduce_sum_(self, buf: np.ndarray) -> np.ndarray: ...
+    def bcast_(self, buf: np.ndarray, root: int = 0) -> np.ndarray: ...
+    def barrier(self) -> None: ...
+    def allgather_obj(self, obj: Any) -> list[Any]: ...
+
+
+class SerialComm:
+    """One process: every collective is the identity."""
+
+    rank = 0
+    size = 1
+    local_size = 1
+
+    def allreduce_sum_(self, buf: np.ndarray) -> np.ndarray:
+        """Sum of buf over all ranks, in place: with one rank, buf itself."""
+        return buf
+
+    def bcast_(self, buf: np.ndarray, root: int = 0) -> np.ndarray:
+        """Root's buf on every rank, in place: with one rank, buf itself."""
+        if root != 0:
+            raise ValueError(f"root must be 0 on a serial communicator, got {root}")
+        return buf
+
+    def barrier(self) -> None:
+        """Wait for all ranks: with one rank, return."""
+
+    def allgather_obj(self, obj: Any) -> list[Any]:
+        """Every rank's obj, in rank order: with one rank, [obj]."""
+        return [obj]
+
+
+class MPIComm:
+    """An mpi4py intracommunicator; data moves through the buffer (uppercase) methods."""
+
+    def __init__(self, mpi_comm: Any) -> None:
+        from mpi4py import MPI
+
+        self._MPI = MPI
+        self._comm = mpi_comm
+        self.rank = mpi_comm.Get_rank()
+        self.size = mpi_comm.Get_size()
+        node = mpi_comm.Split_type(MPI.COMM_TYPE_SHARED)
+        self.local_size = node.Get_size()
+        node.Free()
+
+    def allreduce_sum_(self, buf: np.ndarray) -> np.ndarray:
+        """Sum of the C-contiguous buf over all ranks, in place (MPI_IN_PLACE)."""
+        self._comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
+        return buf
+
+    def bcast_(self, buf: np.ndarray, root: int = 0) -> np.ndarray:
+        """Root's C-contiguous buf copied into buf on every rank."""
+        self._comm.Bcast(buf, root=root)
+        return buf
+
+    def barrier(self) -> None:
+        """Wait for all ranks."""
+        self._comm.Barrier()
+
+    def allgather_obj(self, obj: Any) -> list[Any]:
+        """Every rank's obj, in rank order (pickled: for small metadata)."""
+        return self._comm.allgather(obj)
+
+
+def launched_by_mpi(environ: dict[str, str] | None = None) -> bool:
+    """True when an MPI launcher started this process (it set one of LAUNCHER_VARIABLES)."""
+    environ = os.environ if environ is None else environ
+    return any(name in environ for name in LAUNCHER_VARIABLES)
+
+
+def raise_if_any(comm: Comm, error: str | None, exc_type: type[Exception] = ValueError) -> None:
+    """Collective check: if any rank passes an error message, raise exc_type on EVERY rank.
+
+    Each rank's message is prefixed by its rank when there is more than one. Call it on all ranks,
+    before the next collective, so one rank's bad input never leaves the others waiting.
+    """
+    errors = comm.allgather_obj(error)
+    found = [(rank, e) for rank, e in enumerate(errors) if e is not None]
+    if found:
+        if comm.size == 1:
+            raise exc_type(found[0][1])
+        raise exc_type("; ".join(f"rank {rank}: {e}" for rank, e in found))
+
+
+def _abort_on_uncaught(comm: Any):
+    def hook(exc_type, exc, tb):
+        lines = traceback.format_exception(exc_type, exc, tb)
+        rank = comm.Get_rank()
+        sys.stderr.write("".join(f"[rank {rank}] {line}" for line in "".join(lines).splitlines(True)))
+        sys.stderr.write(f"[rank {rank}] fastdp: uncaught exception, aborting all ranks (MPI_Abort)\n")
+        sys.stderr.flush()
+        comm.Abort(1)
+
+    return hook
+
+
+_WORLD: Comm | None = None
+
+
+def world() -> Comm:
+    """The process-wide communicator: MPI.COMM_WORLD when running under MPI, else SerialComm."""
+    global _WORLD
+    if _WORLD is None:
+        if launched_by_mpi() or "mpi4py.MPI" in sys.modules:
+            from mpi4py import MPI
+
+            _WORLD = MPIComm(MPI.COMM_WORLD)
+            if _WORLD.size > 1:
+                sys.excepthook = _abort_on_uncaught(MPI.COMM_WORLD)
+        else:
+            _WORLD = SerialComm()
+    return _WORLD
