@@ -80,8 +80,9 @@ def loss_grad(loss: str, X: np.ndarray, y: np.ndarray, coef: np.ndarray, interce
     X: (m, n) C-contiguous float32/float64; y: (m,); coef: (n,); intercept: float.
     Returns (loss_sum, grad_coef (n,) float64, grad_intercept). An empty shard (m = 0) gives zeros.
     """
-    out = loss_grad_sums(loss, X, y, coef, intercept, np.empty(X.shape[1] + 2), backend=backend)
+    _check(loss, X, y, coef, backend)
     n = X.shape[1]
+    out = loss_grad_sums(loss, X, y, coef, intercept, np.empty(n + 2), backend=backend)
     return float(out[n + 1]), out[:n], float(out[n])
 
 

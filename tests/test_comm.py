@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+
+from fastdp import comm
+
+
+def test_serial_comm_collectives_are_identities():
+    c = comm.SerialComm()
+    buf = np.arange(4.0)
+    assert c.allreduce_sum_(buf) is buf and np.array_equal(buf, np.arange(4.0))
+    assert c.bcast_(buf) is buf
+    assert c.allgather_obj({"a": 1}) == [{"a": 1}]
+    c.barrier()
+    assert (c.rank, c.size, c.local_size) == (0, 1, 1)
+    with pytest.raises(ValueError, match="root must be 0"):
+        c.bcast_(buf, root=1)
+
+
+@pytest.mark.parametrize("environ,expected", [
+    ({}, False), ({"PMI_RANK": "0"}, True), ({"OMPI_COMM_WORLD_SIZE": "2"}, True),
+    ({"PMIX_RANK": "1"}, True), ({"HOME": "/root"}, False),
+])
+def test_launched_by_mpi(environ, expected):
+    assert comm.launched_by_mpi(environ) is expected
+
+
+def test_world_is_serial_without_a_launcher():
+    assert isinstance(comm.world(), comm.SerialComm)
+
+
+def test_raise_if_any():
+    comm.raise_if_any(comm.SerialComm(), None)
+    with pytest.raises(ValueError, match="^X is bad$"):
+        comm.raise_if_any(comm.SerialComm(), "X is bad")
+    with pytest.raises(TypeError):
+        comm.raise_if_any(comm.SerialComm(), "nope", TypeError)

@@ -1,0 +1,26 @@
+import pytest
+
+from fastdp import kernels, threads
+
+
+@pytest.mark.parametrize("ranks,cores,expected", [(1, 2, 2), (2, 2, 1), (3, 2, 1), (2, 16, 8), (5, 16, 3)])
+def test_threads_per_rank_never_oversubscribes(ranks, cores, expected):
+    assert threads.threads_per_rank(ranks, cores) == expected
+    assert ranks * expected <= max(cores, ranks)
+
+
+def test_bad_rank_count():
+    with pytest.raises(ValueError, match="ranks_on_node must be >= 1"):
+        threads.threads_per_rank(0, 2)
+
+
+def test_configure_sets_both_backends_and_respects_user_variables():
+    before = kernels.get_num_threads()
+    try:
+        assert threads.configure(2, environ={}) == {"numba": 1, "cython": 1}
+        kept = threads.configure(1, environ={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+        assert kept == {"numba": 1, "cython": 1}  # user variables set: nothing changed
+    finally:
+        threads.configure(1, environ={})
+    assert kernels.get_num_threads()["cython"] == threads.threads_per_rank(1)
+    assert before  # configure(1) restores the one-rank default

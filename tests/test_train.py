@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+
+from fastdp import kernels, partition, synthetic
+from fastdp.comm import SerialComm
+from fastdp.train import fit_gd
+
+
+def lstsq(X, y):
+    return np.linalg.lstsq(np.column_stack([X, np.ones(len(X))]), y, rcond=None)[0]
+
+
+@pytest.mark.parametrize("backend", kernels.BACKENDS)
+def test_converges_to_closed_form_least_squares(backend):
+    X, y = synthetic.linear_regression(20_000, 5, seed=1)
+    result = fit_gd(X, y, learning_rate=0.5, tol=1e-10, backend=backend)
+    assert result.converged and result.n_iter < 1000
+    theta = np.append(result.coef, result.intercept)
+    np.testing.assert_allclose(theta, lstsq(X, y), rtol=0, atol=1e-6)
+    assert abs(result.intercept - 3) < 0.01 and abs(result.coef[0] - 2) < 0.01
+    assert np.all(np.diff(result.loss_history) <= 1e-15)  # GD on a convex quadratic descends
+
+
+def test_float32_data_trains_in_float64_parameters():
+    X, y = synthetic.linear_regression(20_000, 3, seed=2, dtype=np.float32)
+    result = fit_gd(X, y, learning_rate=0.5, tol=1e-8)
+    np.testing.assert_allclose(np.append(result.coef, result.intercept),
+                               lstsq(X.astype(np.float64), y.astype(np.float64)), atol=1e-5)
+
+
+def test_ridge_penalty_is_added_once_and_matches_closed_form():
+    X, y = synthetic.linear_regression(5_000, 3, seed=4)
+    alpha = 0.3
+    result = fit_gd(X, y, learning_rate=0.5, tol=1e-12, alpha=alpha, max_iter=5000)
+    # minimize (1/2m)|Xw + b - y|^2 + alpha/2 |w|^2 (intercept unpenalized)
+    m = len(X)
+    A = np.column_stack([X, np.ones(m)])
+    P = np.diag([alpha] * 3 + [0.0])
+    exact = np.linalg.solve(A.T @ A / m + P, A.T @ y / m)
+    np.testing.assert_allclose(np.append(result.coef, result.intercept), exact, atol=1e-9)
+
+
+def test_no_intercept_and_max_iter_stop():
+    X, y = synthetic.linear_regression(2_000, 2, seed=5)
+    result = fit_gd(X, y, learning_rate=0.1, max_iter=3, fit_intercept=False, tol=0)
+    assert result.intercept == 0.0 and result.n_iter == 3 and not result.converged
+    assert len(result.loss_history) == 4
+
+
+def test_callback_sees_every_step_read_only():
+    X, y = synthetic.linear_regression(1_000, 2)
+    seen = []
+
+    def callback(step, theta, objective):
+        seen.append((step, theta.copy(), objective))
+        with pytest.raises(ValueError):
+            theta[0] = 1.0
+
+    result = fit_gd(X, y, learning_rate=0.5, max_iter=5, tol=0, callback=callback)
+    assert [s for s, _, _ in seen] == list(range(6))
+    assert np.array_equal(seen[-1][1], np.append(result.coef, result.intercept))
+    assert [o for _, _, o in seen] == list(result.loss_history)
+
+
+def shard_sums(X, y, theta):
+    out = np.empty(X.shape[1] + 2)
+    return kernels.loss_grad_sums("squared", X, y, theta[:-1], theta[-1], out, backend="numba")
+
+
+def test_unequal_shards_give_the_serial_update_and_textbook_averaging_does_not():
+    """The textbook code averages the shards' mean gradients with equal weights; fastdp sums the
+    shards' gradient sums and divides by the global row count, which is the serial gradient."""
+    X, y = synthetic.linear_regression(10_000, 4, seed=6)
+    theta = np.array([0.5, -1.0, 0.25, 2.0, 1.0])
+    lr = 0.5
+    n = X.shape[1]
+    bounds = [0, 37, 9_000, 10_000]  # shards of 37, 8963 and 1000 rows
+    shards = [(X[a:b], y[a:b]) for a, b in zip(bounds, bounds[1:])]
+
+    serial = theta - lr * shard_sums(X, y, theta)[:n + 1] / len(X)
+    summed = sum(shard_sums(Xs, ys, theta) for Xs, ys in shards)
+    fastdp_step = theta - lr * summed[:n + 1] / sum(len(ys) for _, ys in shards)
+    textbook = theta - lr * np.mean([shard_sums(Xs, ys, theta)[:n + 1] / len(ys)
+                                     for Xs, ys in shards], axis=0)
+    np.testing.assert_allclose(fastdp_step, serial, rtol=1e-14, atol=1e-15)
+    assert np.abs(textbook - serial).max() > 1e-3
+
+
+
+def test_one_step_is_the_textbook_serial_update():
+    X, y = synthetic.linear_regression(10_000, 4, seed=6)
+    lr, n = 0.5, X.shape[1]
+    first = fit_gd(X, y, learning_rate=lr, max_iter=1, tol=0)
+    # theta starts at zero, so the residual X @ theta - y is -y
+    expected = -lr * np.append(X.T @ -y, -y.sum()) / len(X)
+    np.testing.assert_allclose(np.append(first.coef, first.intercept), expected, rtol=1e-13)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"learning_rate": 0.0}, "learning_rate must be a finite number > 0, got 0.0"),
+    ({"learning_rate": -0.1}, "learning_rate must be a finite number > 0"),
+    ({"learning_rate": float("nan")}, "learning_rate must be a finite number > 0"),
+    ({"max_iter": 0}, "max_iter must be an integer >= 1"),
+    ({"tol": -1.0}, "tol must be >= 0"),
+    ({"alpha": -1.0}, "alpha must be a finite number >= 0"),
+    ({"backend": "gpu"}, "backend must be one of"),
+    ({"loss": "hinge"}, "loss must be one of"),
+])
+def test_bad_parameters(kwargs, message):
+    X, y = synthetic.linear_regression(10, 2)
+    with pytest.raises(ValueError, match=message):
+        fit_gd(X, y, **kwargs)
+
+
+@pytest.mark.parametrize("X,y,message", [
+    (np.ones((3, 2)), np.ones(4), "X has 3 rows but y has 4"),
+    (np.ones(3), np.ones(3), "X must be 2-D"),
+    (np.array([[np.nan, 1.0]]), np.ones(1), "X contains NaN"),
+    (np.ones((2, 2)), np.array([0.0, np.inf]), "y contains inf"),
+    (np.array([["a"]]), np.ones(1), "X must be numeric"),
+    (np.ones((0, 2)), np.ones(0), "X has 0 rows on every rank"),
+])
+def test_bad_data(X, y, message):
+    with pytest.raises(ValueError, match=message):
+        fit_gd(X, y)
+
+
+def test_non_contiguous_input_is_copied_and_fits_the_same():
+    X, y = synthetic.linear_regression(3_000, 3, seed=7)
+    wide = np.zeros((3_000, 6))
+    wide[:, ::2] = X
+    strided = fit_gd(wide[:, ::2], y[::-1][::-1], learning_rate=0.5, max_iter=20)
+    plain = fit_gd(X, y, learning_rate=0.5, max_iter=20)
+    assert np.array_equal(strided.coef, plain.coef)
