@@ -4,7 +4,7 @@
     comm.rank, comm.size, comm.local_size      # local_size: ranks sharing this node
     comm.allreduce_sum_(buf)                   # in place, MPI.IN_PLACE, uppercase buffer API
     comm.bcast_(buf, root=0)                   # in place
-    comm.barrier()
+    comm.barrier()                             # sleeps while it waits: cheap for idle ranks
     comm.allgather_obj(obj)                    # pickled; small metadata only, never on a hot path
 
 MPI is used only when this process was started by an MPI launcher (mpiexec, srun, ...) or when
@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from typing import Any, Protocol
 
 import numpy as np
 
+BARRIER_POLL_SECONDS = 0.001
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 
 
@@ -93,8 +95,11 @@ class MPIComm:
         return buf
 
     def barrier(self) -> None:
-        """Wait for all ranks."""
-        self._comm.Barrier()
+        """Wait for all ranks, sleeping between polls (MPI_Ibarrier), so ranks that wait while
+        another one works leave it the cores instead of spinning."""
+        request = self._comm.Ibarrier()
+        while not request.Test():
+            time.sleep(BARRIER_POLL_SECONDS)
 
     def allgather_obj(self, obj: Any) -> list[Any]:
         """Every rank's obj, in rank order (pickled: for small metadata)."""

@@ -114,6 +114,7 @@ def run(cfg: DemoConfig, report_path: str | None = None) -> int:
         code = np.zeros(1)
         if comm.rank == 0:
             code[0] = _report(cfg, _summary(_fit(cfg, SerialComm())), parallel)
+        comm.barrier()  # the other ranks sleep while rank 0 fits serially
         return int(comm.bcast_(code)[0])
 
     serial = _summary(_fit(cfg, SerialComm()))
