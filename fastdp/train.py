@@ -41,20 +41,22 @@ class FitResult:
     seconds: float
 
 
-def _check_params(loss: str, learning_rate: float, max_iter: int, tol: float, alpha: float,
-                  backend: str) -> None:
+def _param_error(loss: str, learning_rate: float, max_iter: int, tol: float, alpha: float,
+                 backend: str) -> str | None:
+    """What is wrong with the fit's parameters, or None."""
     if loss not in kernels.LOSS_CODES:
-        raise ValueError(f"loss must be one of {sorted(kernels.LOSS_CODES)}, got {loss!r}")
+        return f"loss must be one of {sorted(kernels.LOSS_CODES)}, got {loss!r}"
     if backend not in kernels.BACKENDS:
-        raise ValueError(f"backend must be one of {list(kernels.BACKENDS)}, got {backend!r}")
+        return f"backend must be one of {list(kernels.BACKENDS)}, got {backend!r}"
     if not np.isfinite(learning_rate) or learning_rate <= 0:
-        raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
+        return f"learning_rate must be a finite number > 0, got {learning_rate!r}"
     if int(max_iter) != max_iter or max_iter < 1:
-        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+        return f"max_iter must be an integer >= 1, got {max_iter!r}"
     if not tol >= 0:
-        raise ValueError(f"tol must be >= 0, got {tol!r}")
+        return f"tol must be >= 0, got {tol!r}"
     if not (np.isfinite(alpha) and alpha >= 0):
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+        return f"alpha must be a finite number >= 0, got {alpha!r}"
+    return None
 
 
 def fit_gd(X: Any, y: Any, *, loss: str = "squared", learning_rate: float = 0.1,
@@ -72,8 +74,9 @@ def fit_gd(X: Any, y: Any, *, loss: str = "squared", learning_rate: float = 0.1,
     Stops after max_iter updates or when |gradient| < tol. Bad input raises ValueError on every rank.
     """
     comm = world() if comm is None else comm
-    _check_params(loss, learning_rate, max_iter, tol, alpha, backend)
-    X, y, error = check_shard(X, y)
+    error = _param_error(loss, learning_rate, max_iter, tol, alpha, backend)
+    if error is None:
+        X, y, error = check_shard(X, y)
     raise_if_any(comm, error)
     shapes = comm.allgather_obj((X.shape[0], X.shape[1]))
     n = X.shape[1]

@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -26,6 +30,17 @@ def test_launched_by_mpi(environ, expected):
 
 def test_world_is_serial_without_a_launcher():
     assert isinstance(comm.world(), comm.SerialComm)
+
+
+def test_import_and_serial_use_never_initialize_mpi():
+    code = ("import sys, numpy as np, fastdp; "
+            "fastdp.fit_gd(np.ones((4, 1)), np.ones(4), max_iter=2); "
+            "assert 'mpi4py.MPI' not in sys.modules; print('serial', type(fastdp.world()).__name__)")
+    env = {k: v for k, v in os.environ.items() if k not in comm.LAUNCHER_VARIABLES}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "serial SerialComm"
 
 
 def test_raise_if_any():

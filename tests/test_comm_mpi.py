@@ -2,6 +2,8 @@
 
 import pytest
 
+from fastdp import threads
+
 pytestmark = pytest.mark.mpi
 
 
@@ -36,5 +38,5 @@ if c.rank == 0:
     assert result.returncode == 0, result.stderr
     assert len(result.lines("OK")) == n
     assert result.lines("CAUGHT") == [f"CAUGHT {r} rank 1: bad shard" for r in range(n)]
-    per_rank = max(1, __import__("fastdp.threads").threads.available_cores() // n)
+    per_rank = threads.threads_per_rank(n)
     assert all(line.endswith(f" {per_rank}") for line in result.lines("OK"))

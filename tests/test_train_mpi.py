@@ -96,6 +96,8 @@ BAD_SHARDS = {
     "lengths": ("y = y[:-1]", "rank 1: X has 100 rows but y has 99"),
     "1-D": ("X = X[:, 0]", "rank 1: X must be 2-D"),
     "dtype": ("X = X.astype(str)", "rank 1: X must be numeric"),
+    "learning-rate": ("kwargs['learning_rate'] = -1.0",
+                      "rank 1: learning_rate must be a finite number > 0, got -1.0"),
     "features": ("X = X[:, :2]", "X has a different number of features on different ranks: "
                                  "rank 0: 3, rank 1: 2"),
 }
@@ -106,10 +108,11 @@ def test_bad_shard_on_one_rank_raises_on_every_rank(mpirun):
     result = mpirun(2, PRELUDE + f"""
 for name, corrupt in {cases!r}.items():
     X, y = synthetic.linear_regression(200, 3, partition.contiguous_range(200, 2, comm.rank))
+    kwargs = {{}}
     if comm.rank == 1:
         exec(corrupt)
     try:
-        fit_gd(X, y)
+        fit_gd(X, y, **kwargs)
         say("NO-ERROR", comm.rank, name)
     except ValueError as exc:
         say("CAUGHT", comm.rank, name + ":", exc)
