@@ -44,12 +44,14 @@ def dense_block_sums(loss, X, y, coef, intercept, out, block_rows):
         i = b * block_rows
         stop = min(m, i + block_rows)
         while i + 4 <= stop:
+            r0, r1, r2, r3 = X[i], X[i + 1], X[i + 2], X[i + 3]
             z0 = z1 = z2 = z3 = intercept
             for j in range(n):
-                z0 += X[i, j] * coef[j]
-                z1 += X[i + 1, j] * coef[j]
-                z2 += X[i + 2, j] * coef[j]
-                z3 += X[i + 3, j] * coef[j]
+                c = coef[j]
+                z0 += r0[j] * c
+                z1 += r1[j] * c
+                z2 += r2[j] * c
+                z3 += r3[j] * c
             l0, d0 = pointwise(loss, z0, y[i])
             l1, d1 = pointwise(loss, z1, y[i + 1])
             l2, d2 = pointwise(loss, z2, y[i + 2])
@@ -57,7 +59,7 @@ def dense_block_sums(loss, X, y, coef, intercept, out, block_rows):
             acc[n] += (d0 + d1) + (d2 + d3)
             acc[n + 1] += (l0 + l1) + (l2 + l3)
             for j in range(n):
-                acc[j] += (d0 * X[i, j] + d1 * X[i + 1, j]) + (d2 * X[i + 2, j] + d3 * X[i + 3, j])
+                acc[j] += (d0 * r0[j] + d1 * r1[j]) + (d2 * r2[j] + d3 * r3[j])
             i += 4
         while i < stop:
             z0 = intercept
