@@ -19,7 +19,7 @@ def as_float_array(a: Any, name: str) -> tuple[np.ndarray | None, str | None]:
     """
     try:
         arr = np.asarray(a)
-    except Exception as exc:  # ragged nested lists and the like
+    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
         return None, f"{name} cannot be converted to an array: {exc}"
     if arr.dtype.kind == "f" and arr.dtype.itemsize in (4, 8):
         dtype = arr.dtype
