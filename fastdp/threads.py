@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+import numba
+
 from . import kernels
 
 
@@ -33,8 +35,6 @@ def configure(ranks_on_node: int, environ: dict[str, str] | None = None) -> dict
     A backend whose variable (NUMBA_NUM_THREADS, OMP_NUM_THREADS) is set keeps the user's choice.
     Returns the threads each backend now uses, e.g. {'numba': 1, 'cython': 1}.
     """
-    import numba
-
     environ = os.environ if environ is None else environ
     n = threads_per_rank(ranks_on_node)
     if "NUMBA_NUM_THREADS" not in environ:

@@ -13,6 +13,7 @@ their results do not depend on the number of threads.
 This package imports nothing else of fastdp and knows nothing of MPI.
 """
 
+import numba
 import numpy as np
 
 from . import _cython_dense, numba_dense, reference
@@ -20,6 +21,7 @@ from .losses import LOSS_CODES
 
 BACKENDS: tuple[str, ...] = ("numba", "cython", "numpy")
 BLOCK_ROWS = 2048
+OPENMP: bool = _cython_dense.HAVE_OPENMP  # False when built without OpenMP: Cython runs on one thread
 
 _BLOCK_KERNELS = {"numba": numba_dense.dense_block_sums, "cython": _cython_dense.dense_block_sums}
 
@@ -95,9 +97,4 @@ def set_cython_threads(n: int) -> None:
 
 def get_num_threads() -> dict[str, int]:
     """Threads each compiled backend will use: {'numba': ..., 'cython': ...}."""
-    import numba
-
     return {"numba": numba.get_num_threads(), "cython": _cython_dense.get_num_threads()}
-
-
-OPENMP = _cython_dense.HAVE_OPENMP
