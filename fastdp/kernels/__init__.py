@@ -20,7 +20,7 @@ from . import _cython_dense, numba_dense, reference
 from .losses import LOSS_CODES
 
 BACKENDS: tuple[str, ...] = ("numba", "cython", "numpy")
-BLOCK_ROWS = 2048
+BLOCK_ROWS = 4096
 OPENMP: bool = _cython_dense.HAVE_OPENMP  # False when built without OpenMP: Cython runs on one thread
 
 _BLOCK_KERNELS = {"numba": numba_dense.dense_block_sums, "cython": _cython_dense.dense_block_sums}

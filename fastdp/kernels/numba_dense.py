@@ -39,8 +39,7 @@ def dense_block_sums(loss, X, y, coef, intercept, out, block_rows):
     """
     m, n = X.shape
     for b in prange(out.shape[0]):
-        acc = out[b]
-        acc[:] = 0.0
+        acc = np.zeros(n + 2)  # a fresh array: LLVM knows it aliases neither X nor out
         i = b * block_rows
         stop = min(m, i + block_rows)
         while i + 4 <= stop:
@@ -71,3 +70,4 @@ def dense_block_sums(loss, X, y, coef, intercept, out, block_rows):
             for j in range(n):
                 acc[j] += d0 * X[i, j]
             i += 1
+        out[b] = acc
