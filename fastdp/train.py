@@ -80,8 +80,7 @@ def fit_gd(X: Any, y: Any, *, loss: str = "squared", learning_rate: float = 0.1,
     raise_if_any(comm, error)
     shapes = comm.allgather_obj((X.shape[0], X.shape[1]))
     n = X.shape[1]
-    features = sorted({cols for _, cols in shapes})
-    if len(features) > 1:
+    if len({cols for _, cols in shapes}) > 1:
         raise ValueError("X has a different number of features on different ranks: "
                          + ", ".join(f"rank {r}: {cols}" for r, (_, cols) in enumerate(shapes)))
     n_rows = sum(rows for rows, _ in shapes)
@@ -92,17 +91,16 @@ def fit_gd(X: Any, y: Any, *, loss: str = "squared", learning_rate: float = 0.1,
     theta = comm.bcast_(np.zeros(n + 1))
     coef = theta[:n]
     buf = np.empty(n + 3)
+    grad = np.empty(n + 1)
     scratch = np.empty((kernels.n_blocks(X.shape[0]), n + 2))
     history = []
-    grad_norm = np.inf
-    step = 0
     start = time.perf_counter()
     for step in range(max_iter + 1):
         kernels.loss_grad_sums(loss, X, y, coef, theta[n], buf[:n + 2], backend=backend,
                                scratch=scratch)
         buf[n + 2] = X.shape[0]
         comm.allreduce_sum_(buf)
-        grad = buf[:n + 1] / buf[n + 2]
+        np.divide(buf[:n + 1], buf[n + 2], out=grad)
         grad[:n] += alpha * coef
         if not fit_intercept:
             grad[n] = 0.0
@@ -114,7 +112,8 @@ def fit_gd(X: Any, y: Any, *, loss: str = "squared", learning_rate: float = 0.1,
             callback(step, view, history[-1])
         if grad_norm < tol or step == max_iter:
             break
-        theta -= learning_rate * grad
+        grad *= learning_rate
+        theta -= grad
     return FitResult(coef=coef.copy(), intercept=float(theta[n]), n_iter=step,
                      converged=grad_norm < tol, loss_history=np.array(history),
                      grad_norm=grad_norm, n_rows=n_rows, n_ranks=comm.size,
