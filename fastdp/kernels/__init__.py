@@ -82,8 +82,7 @@ def loss_grad(loss: str, X: np.ndarray, y: np.ndarray, coef: np.ndarray, interce
     X: (m, n) C-contiguous float32/float64; y: (m,); coef: (n,); intercept: float.
     Returns (loss_sum, grad_coef (n,) float64, grad_intercept). An empty shard (m = 0) gives zeros.
     """
-    _check(loss, X, y, coef, backend)
-    n = X.shape[1]
+    n = X.shape[1] if X.ndim == 2 else 0  # loss_grad_sums validates and names any bad argument
     out = loss_grad_sums(loss, X, y, coef, intercept, np.empty(n + 2), backend=backend)
     return float(out[n + 1]), out[:n], float(out[n])
 
