@@ -7,21 +7,23 @@ Design (the Numba twin, fastdp/kernels/numba_dense.py, follows the same plan):
   block order. Fixed blocks make the result independent of the number of threads.
 - Each row is read once while it is in cache: margin z = x.coef + intercept, then the per-row loss
   and its derivative d = dloss/dz, then grad += d * x.
-- The per-row loss is chosen by an integer code (fastdp.kernels.losses.LOSS_CODES), so one loop
-  serves every loss of the family.
+- One kernel per loss family: dense_block_sums for the scalar-margin losses, the per-row loss
+  chosen by an integer code (fastdp.kernels.losses.LOSS_CODES, csrc/pointwise.pxd), and
+  dense_softmax_block_sums for softmax cross-entropy over K classes (margins formed feature by
+  feature with the inner loop over K, then acc[j*K:(j+1)*K] += x_j * d).
 - float32 and float64 inputs come from one fused-type template; sums are accumulated in float64.
 """
 
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.stdlib cimport free, malloc
+
+from pointwise cimport pointwise, softmax_row
 
 cdef extern from "omp_compat.h" nogil:
     int FASTDP_HAVE_OPENMP
     void omp_set_num_threads(int n)
     int omp_get_max_threads()
-
-cdef enum:
-    SQUARED = 0
 
 HAVE_OPENMP = bool(FASTDP_HAVE_OPENMP)
 
@@ -34,17 +36,6 @@ def set_num_threads(int n):
 def get_num_threads():
     """Number of OpenMP threads the next parallel region will use (1 without OpenMP)."""
     return omp_get_max_threads()
-
-
-cdef inline double _pointwise(int loss, double z, double y, double* dloss) noexcept nogil:
-    """Loss of one row at margin z with target y; writes dloss/dz to dloss[0]."""
-    cdef double r
-    if loss == SQUARED:
-        r = z - y
-        dloss[0] = r
-        return 0.5 * r * r
-    dloss[0] = 0.0
-    return 0.0
 
 
 cdef void _block_sums(int loss, const floating* X, const floating* y, const double* coef,
@@ -78,10 +69,10 @@ cdef void _block_sums(int loss, const floating* X, const floating* y, const doub
             z1 += r1[j] * coef[j]
             z2 += r2[j] * coef[j]
             z3 += r3[j] * coef[j]
-        l0 = _pointwise(loss, z0, y[i], &d0)
-        l1 = _pointwise(loss, z1, y[i + 1], &d1)
-        l2 = _pointwise(loss, z2, y[i + 2], &d2)
-        l3 = _pointwise(loss, z3, y[i + 3], &d3)
+        l0 = pointwise(loss, z0, y[i], &d0)
+        l1 = pointwise(loss, z1, y[i + 1], &d1)
+        l2 = pointwise(loss, z2, y[i + 2], &d2)
+        l3 = pointwise(loss, z3, y[i + 3], &d3)
         acc[n] += (d0 + d1) + (d2 + d3)
         acc[n + 1] += (l0 + l1) + (l2 + l3)
         for j in range(n):
@@ -92,7 +83,7 @@ cdef void _block_sums(int loss, const floating* X, const floating* y, const doub
         z0 = intercept
         for j in range(n):
             z0 += r0[j] * coef[j]
-        l0 = _pointwise(loss, z0, y[i], &d0)
+        l0 = pointwise(loss, z0, y[i], &d0)
         acc[n] += d0
         acc[n + 1] += l0
         for j in range(n):
@@ -105,7 +96,7 @@ def dense_block_sums(int loss, const floating[:, ::1] X, const floating[::1] y,
                      Py_ssize_t block_rows):
     """Per-block sums of the loss and its gradient over a dense shard.
 
-    loss:       integer loss code (fastdp.kernels.losses.LOSS_CODES)
+    loss:       integer code of a scalar-margin loss (fastdp.kernels.losses.LOSS_CODES)
     X:          (m, n) C-contiguous float32 or float64, n >= 1
     y:          (m,) same dtype as X
     coef:       (n,) float64
@@ -129,3 +120,75 @@ def dense_block_sums(int loss, const floating[:, ::1] X, const floating[::1] y,
             if stop > m:
                 stop = m
             _block_sums(loss, Xp, yp, cp, intercept, start, stop, n, op + b * (n + 2))
+
+
+cdef int _softmax_block_sums(const floating* X, const Py_ssize_t* y, const double* coef,
+                             const double* intercept, Py_ssize_t start, Py_ssize_t stop,
+                             Py_ssize_t n, Py_ssize_t K, double* acc) noexcept nogil:
+    """Rows start..stop of X (m, n) row-major, labels y (m,), coef (n, K) row-major, intercept (K,);
+    acc (n*K + K + 1,) <- [grad_coef (n*K), grad_intercept (K), loss]. Returns 1 if the row's K
+    margins could not be allocated (acc is then not written), else 0.
+    """
+    cdef Py_ssize_t i, j, k, nk = n * K
+    cdef double xj
+    cdef const floating* x
+    cdef const double* w
+    cdef double* a
+    cdef double* z = <double*> malloc(K * sizeof(double))
+    if z == NULL:
+        return 1
+    for j in range(nk + K + 1):
+        acc[j] = 0.0
+    for i in range(start, stop):
+        x = X + i * n
+        for k in range(K):
+            z[k] = intercept[k]
+        for j in range(n):
+            xj = x[j]
+            w = coef + j * K
+            for k in range(K):
+                z[k] += xj * w[k]
+        acc[nk + K] += softmax_row(K, z, y[i])
+        for k in range(K):
+            acc[nk + k] += z[k]
+        for j in range(n):
+            xj = x[j]
+            a = acc + j * K
+            for k in range(K):
+                a[k] += xj * z[k]
+    free(z)
+    return 0
+
+
+def dense_softmax_block_sums(const floating[:, ::1] X, const Py_ssize_t[::1] y,
+                             const double[:, ::1] coef, const double[::1] intercept,
+                             double[:, ::1] out, Py_ssize_t block_rows):
+    """Per-block sums of the softmax cross-entropy and its gradient over a dense shard.
+
+    X:          (m, n) C-contiguous float32 or float64, n >= 1
+    y:          (m,) intp labels in 0..K-1
+    coef:       (n, K) C-contiguous float64
+    intercept:  (K,) float64
+    out:        (ceil(m / block_rows), n*K + K + 1) float64, OUT: row b <- [grad_coef (n*K,
+                row-major), grad_intercept (K), loss] summed over rows b*block_rows .. min((b+1)*block_rows, m)
+    block_rows: rows per block, >= 1
+    """
+    cdef Py_ssize_t m = X.shape[0], n = X.shape[1], K = coef.shape[1], n_blocks = out.shape[0]
+    cdef Py_ssize_t b, start, stop, width = out.shape[1]
+    cdef int failed = 0
+    if m == 0:
+        return
+    cdef const floating* Xp = &X[0, 0]
+    cdef const Py_ssize_t* yp = &y[0]
+    cdef const double* cp = &coef[0, 0]
+    cdef const double* ip = &intercept[0]
+    cdef double* op = &out[0, 0]
+    with nogil:
+        for b in prange(n_blocks, schedule="static"):
+            start = b * block_rows
+            stop = start + block_rows
+            if stop > m:
+                stop = m
+            failed += _softmax_block_sums(Xp, yp, cp, ip, start, stop, n, K, op + b * width)
+    if failed:
+        raise MemoryError(f"could not allocate {K} float64 margins in {failed} block(s)")

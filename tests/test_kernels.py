@@ -95,7 +95,7 @@ def test_loss_grad_sums_writes_out_and_uses_scratch():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"loss": "hinge"}, "loss must be one of"),
+    ({"loss": "cubic"}, "loss must be one of"),
     ({"backend": "gpu"}, "backend must be one of"),
     ({"X": np.zeros(3)}, "X must be 2-D"),
     ({"X": np.zeros((3, 2), dtype=np.int64)}, "C-contiguous float32 or float64"),

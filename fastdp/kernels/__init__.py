@@ -1,90 +1,290 @@
 """Pure array kernels: the loss and gradient SUMS over one shard's rows.
 
-    loss_grad("squared", X, y, coef, intercept, backend="numba") -> (loss_sum, grad_coef, grad_intercept)
+    loss_grad(loss, X, y, coef, intercept, backend="numba") -> (loss_sum, grad_coef, grad_intercept)
+    loss_grad_sums(loss, X, y, coef, intercept, out, backend=..., scratch=..., validate=...) -> out
 
 Sums, never means: the global mean is the Allreduce of the sums divided by the global row count,
 whatever the shard sizes. No regularization here (it is added once, after the reduction).
 
-Backends share one contract: "numba" (fastdp/kernels/numba_dense.py), "cython"
-(csrc/dense_loss.pyx, OpenMP) and "numpy" (reference.py, the ground truth in tests). The compiled
-backends accumulate in float64 over fixed blocks of BLOCK_ROWS rows, summed in block order, so
-their results do not depend on the number of threads.
+Losses (losses.LOSS_CODES): "squared" (regression), "logistic", "hinge", "squared_hinge" (binary,
+y in {-1, +1}) take coef (n,) and a float intercept; "softmax" (K classes, integer y in 0..K-1)
+takes coef (n, K) and intercept (K,). X is dense (C-contiguous float32/float64) or scipy.sparse CSR
+(float32/float64 data, int32/int64 indices).
+
+Backends share one contract: "numba" (numba_dense.py, numba_sparse.py), "cython"
+(csrc/dense_loss.pyx, csrc/sparse_loss.pyx, OpenMP) and "numpy" (reference.py, the ground truth
+in tests). The compiled backends accumulate in float64 over fixed blocks of rows, one private
+accumulator per block, summed in block order, so their results do not depend on the number of
+threads. Dense blocks have BLOCK_ROWS rows; CSR blocks are sized by `sparse_block_rows`.
 
 This package imports nothing else of fastdp and knows nothing of MPI.
 """
 
 import numba
 import numpy as np
+import scipy.sparse as sp
 
 from . import _cython_dense, numba_dense, reference
-from .losses import LOSS_CODES
+from .losses import BINARY_LOSSES, LOSS_CODES, MULTICLASS_LOSSES
 
 BACKENDS: tuple[str, ...] = ("numba", "cython", "numpy")
 BLOCK_ROWS = 4096
+SPARSE_SCRATCH_BYTES = 64 * 2**20  # bound on a CSR shard's per-block accumulators (see sparse_block_rows)
 OPENMP: bool = _cython_dense.HAVE_OPENMP  # False when built without OpenMP: Cython runs on one thread
 
-_BLOCK_KERNELS = {"numba": numba_dense.dense_block_sums, "cython": _cython_dense.dense_block_sums}
+# (backend, X is CSR, loss is multiclass) -> per-block kernel
+_BLOCK_KERNELS = {
+    ("numba", False, False): numba_dense.dense_block_sums,
+    ("numba", False, True): numba_dense.dense_softmax_block_sums,
+    ("cython", False, False): _cython_dense.dense_block_sums,
+    ("cython", False, True): _cython_dense.dense_softmax_block_sums,
+}
 
 
-def n_blocks(n_rows: int) -> int:
-    """Number of fixed row blocks the compiled kernels cut a shard of n_rows rows into."""
-    return -(-n_rows // BLOCK_ROWS)
+def n_blocks(n_rows: int, block_rows: int = BLOCK_ROWS) -> int:
+    """Number of row blocks of `block_rows` rows the compiled kernels cut a shard of n_rows into."""
+    return -(-n_rows // block_rows)
 
 
-def _check(loss: str, X: np.ndarray, y: np.ndarray, coef: np.ndarray, backend: str) -> None:
+def sparse_block_rows(n_rows: int, width: int) -> int:
+    """Rows per block of a CSR shard whose per-block accumulator holds `width` float64 values.
+
+    A CSR block accumulates into a dense row of width = coef.size + K + 1 values (2**20 features:
+    8 MiB per block), so the number of blocks is capped at max(1, SPARSE_SCRATCH_BYTES // (8 *
+    width)) and blocks grow beyond BLOCK_ROWS rows when the shard is long enough to need more:
+
+        block_rows = max(BLOCK_ROWS, ceil(n_rows / max_blocks))
+
+    The rule depends only on the shard's shape, never on the thread count, so results stay
+    bitwise independent of the threads (fewer blocks than threads leaves threads idle).
+    """
+    max_blocks = max(1, SPARSE_SCRATCH_BYTES // (8 * width))
+    return max(BLOCK_ROWS, -(-n_rows // max_blocks))
+
+
+def n_outputs(loss: str, coef: np.ndarray) -> int:
+    """K, the margins per row: coef.shape[1] for "softmax", 1 for the scalar losses."""
+    return coef.shape[1] if loss in MULTICLASS_LOSSES else 1
+
+
+def out_size(loss: str, coef: np.ndarray) -> int:
+    """Length of loss_grad_sums' `out`: coef.size + K + 1 ([grad_coef, grad_intercept, loss_sum])."""
+    return np.size(coef) + n_outputs(loss, coef) + 1
+
+
+def _is_csr(X) -> bool:
+    return sp.issparse(X) and X.format == "csr"
+
+
+def _block_rows(X, width: int) -> int:
+    return sparse_block_rows(X.shape[0], width) if _is_csr(X) else BLOCK_ROWS
+
+
+def scratch_shape(loss: str, X, coef: np.ndarray) -> tuple[int, int]:
+    """Shape of the compiled kernels' `scratch`: (blocks, coef.size + K + 1) float64."""
+    width = out_size(loss, coef)
+    return n_blocks(X.shape[0], _block_rows(X, width)), width
+
+
+def _row_of(indptr: np.ndarray, p: int) -> int:
+    """Row of CSR whose entries include position p."""
+    return int(np.searchsorted(indptr, p, side="right")) - 1
+
+
+def _check_csr_content(indices: np.ndarray, indptr: np.ndarray, n_features: int) -> None:
+    """O(nnz) checks of a CSR matrix whose array lengths and end points are already checked."""
+    drops = np.flatnonzero(indptr[1:] < indptr[:-1])
+    if drops.size:
+        r = int(drops[0])
+        raise ValueError(f"X (CSR) indptr decreases at row {r} ({indptr[r]} then {indptr[r + 1]}); "
+                         "it must be non-decreasing")
+    if indices.size == 0:
+        return
+    if indices.min() < 0 or indices.max() >= n_features:
+        p = int(np.flatnonzero((indices < 0) | (indices >= n_features))[0])
+        if indices[p] < 0:
+            raise ValueError(f"X (CSR) has negative column index {indices[p]} at row {_row_of(indptr, p)}")
+        raise ValueError(f"X (CSR) has column index {indices[p]} at row {_row_of(indptr, p)} "
+                         f"but only {n_features} features")
+    descending = indices[1:] < indices[:-1]
+    starts = indptr[1:-1]
+    starts = starts[(starts > 0) & (starts < indices.size)]
+    descending[starts - 1] = False  # a row's first index may be below the previous row's last
+    if descending.any():
+        p = int(np.argmax(descending)) + 1
+        raise ValueError(f"X (CSR) indices are not sorted in row {_row_of(indptr, p)}; "
+                         "sort them with X.sort_indices()")
+
+
+def _prepare_csr(X, validate: bool):
+    """(data, indices, indptr) of CSR X as contiguous arrays, checked."""
+    if X.ndim != 2:
+        raise ValueError(f"X (CSR) must be 2-D (rows, features), got shape {X.shape}")
+    data, indices, indptr = X.data, X.indices, X.indptr
+    if data.dtype not in (np.float32, np.float64):
+        raise ValueError(f"X (CSR) data must be float32 or float64, got {data.dtype}; "
+                         "convert with X.astype(np.float64)")
+    if indices.dtype not in (np.int32, np.int64) or indptr.dtype not in (np.int32, np.int64):
+        raise ValueError(f"X (CSR) indices and indptr must be int32 or int64, got "
+                         f"{indices.dtype} and {indptr.dtype}")
+    if indices.dtype != indptr.dtype:
+        indices, indptr = indices.astype(np.int64), indptr.astype(np.int64)
+    m = X.shape[0]
+    if indptr.shape != (m + 1,):
+        raise ValueError(f"X (CSR) has {m} rows but indptr has shape {indptr.shape} (needs {m + 1})")
+    if indices.shape != data.shape or data.ndim != 1:
+        raise ValueError(f"X (CSR) indices {indices.shape} and data {data.shape} must be 1-D "
+                         "of the same length")
+    if indptr[0] != 0 or indptr[-1] != data.size:
+        raise ValueError(f"X (CSR) indptr must start at 0 and end at nnz = {data.size}, "
+                         f"got {indptr[0]} .. {indptr[-1]}")
+    if validate:
+        _check_csr_content(indices, indptr, X.shape[1])
+    return (np.ascontiguousarray(data), np.ascontiguousarray(indices), np.ascontiguousarray(indptr))
+
+
+def _prepare(loss: str, X, y, coef, intercept, backend: str, validate: bool):
+    """Check the arguments; return (X parts, y, coef, intercept, K) in the kernels' dtypes.
+
+    X parts: (X,) for dense X, (data, indices, indptr) for CSR. validate=False skips the checks
+    that read whole arrays (CSR structure, label values); the O(1) shape and dtype checks always run.
+    """
     if loss not in LOSS_CODES:
         raise ValueError(f"loss must be one of {sorted(LOSS_CODES)}, got {loss!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
-    if X.ndim != 2:
+    if _is_csr(X):
+        parts = _prepare_csr(X, validate)
+        dtype = parts[0].dtype
+    elif sp.issparse(X):
+        raise ValueError(f"X is a sparse matrix in {X.format.upper()} format; the kernels take CSR "
+                         "(convert with X.tocsr()) or a dense array")
+    elif not isinstance(X, np.ndarray):
+        raise ValueError(f"X must be a NumPy array or a scipy.sparse CSR matrix, got {type(X).__name__}")
+    elif X.ndim != 2:
         raise ValueError(f"X must be 2-D (rows, features), got {X.ndim}-D with shape {X.shape}")
-    if X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous:
+    elif X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous:
         raise ValueError(f"X must be C-contiguous float32 or float64, got {X.dtype} "
                          f"(C-contiguous: {X.flags.c_contiguous}); see fastdp.validation.check_shard")
-    if X.shape[1] == 0:
+    else:
+        parts = (X,)
+        dtype = X.dtype
+    m, n = X.shape
+    if n == 0:
         raise ValueError("X has 0 features")
-    if y.shape != (X.shape[0],):
-        raise ValueError(f"X has {X.shape[0]} rows but y has shape {y.shape}")
-    if coef.shape != (X.shape[1],):
-        raise ValueError(f"X has {X.shape[1]} features but coef has shape {coef.shape}")
+    y = np.asarray(y)
+    if y.shape != (m,):
+        raise ValueError(f"X has {m} rows but y has shape {y.shape}")
+    coef = np.ascontiguousarray(coef, dtype=np.float64)
+    if loss in MULTICLASS_LOSSES:
+        if coef.ndim != 2 or coef.shape[1] < 2:
+            raise ValueError(f"coef must be 2-D (n_features, n_classes) with n_classes >= 2 for loss "
+                             f"{loss!r}, got shape {coef.shape}")
+        K = coef.shape[1]
+        if coef.shape[0] != n:
+            raise ValueError(f"X has {n} features but coef has shape {coef.shape} (needs ({n}, {K}))")
+        intercept = np.ascontiguousarray(intercept, dtype=np.float64)
+        if intercept.shape != (K,):
+            raise ValueError(f"intercept must have shape ({K},) to match coef's {K} classes, "
+                             f"got shape {intercept.shape}")
+        if y.dtype.kind not in "iu":
+            raise ValueError(f"y must hold integer class labels for loss {loss!r}, got dtype {y.dtype}")
+        if validate and m and (y.min() < 0 or y.max() >= K):
+            bad = y.min() if y.min() < 0 else y.max()
+            raise ValueError(f"y has label {bad} but coef has {K} classes (labels must be 0..{K - 1})")
+        y = np.ascontiguousarray(y, dtype=np.intp)
+    else:
+        K = 1
+        if coef.shape != (n,):
+            raise ValueError(f"X has {n} features but coef has shape {coef.shape}")
+        if np.ndim(intercept) != 0:
+            raise ValueError(f"intercept must be a number for loss {loss!r}, got shape {np.shape(intercept)}")
+        intercept = float(intercept)
+        if y.dtype.kind not in "biuf":
+            raise ValueError(f"y must be numeric, got dtype {y.dtype}")
+        y = np.ascontiguousarray(y, dtype=dtype)
+        if validate and loss in BINARY_LOSSES and not np.all((y == 1) | (y == -1)):
+            p = int(np.flatnonzero((y != 1) & (y != -1))[0])
+            raise ValueError(f"y must be -1 or +1 for loss {loss!r}, got {y[p]} at row {p}")
+    return parts, y, coef, intercept, K
 
 
-def loss_grad_sums(loss: str, X: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept: float,
-                   out: np.ndarray, *, backend: str = "numba",
-                   scratch: np.ndarray | None = None) -> np.ndarray:
+def validate_input(loss: str, X, y, coef, intercept) -> None:
+    """Every check loss_grad_sums(validate=True) makes, including those that read whole arrays.
+
+    Raises ValueError naming the argument and the problem, e.g. "X (CSR) has column index 70000
+    at row 12 but only 65536 features", "X (CSR) indices are not sorted in row 3", "y has label 7
+    but coef has 5 classes (labels must be 0..4)". A training loop calls this once, then
+    loss_grad_sums(..., validate=False) at every step.
+    """
+    _prepare(loss, X, y, coef, intercept, "numpy", validate=True)
+
+
+def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend: str = "numba",
+                   scratch: np.ndarray | None = None, validate: bool = True) -> np.ndarray:
     """Write the shard's gradient and loss sums into `out`; the allocation-free form of loss_grad.
 
-    X: (m, n) C-contiguous float32/float64; y: (m,) (cast to X's dtype); coef: (n,) (cast to float64).
-    out: (n + 2,) float64, OUT <- [grad_coef (n), grad_intercept, loss_sum].
-    scratch: optional (n_blocks(m), n + 2) float64 for the per-block sums (allocated when None).
-    Returns out.
+    X:         (m, n) C-contiguous float32/float64 ndarray, or scipy.sparse CSR (float32/float64
+               data, int32/int64 indices)
+    y:         (m,) targets, cast to X's dtype (scalar losses; binary losses: -1 or +1), or integer
+               labels 0..K-1 ("softmax"; any integer dtype)
+    coef:      (n,) (scalar losses) or (n, K) ("softmax"); cast to float64
+    intercept: float (scalar losses) or (K,) ("softmax")
+    out:       (coef.size + K + 1,) float64, OUT <- [grad_coef (coef.size, row-major), grad_intercept
+               (K), loss_sum]; K = 1 for the scalar losses, which gives the (n + 2,) layout
+    scratch:   optional scratch_shape(loss, X, coef) float64 for the compiled backends' per-block
+               sums (allocated when None; ignored by "numpy")
+    validate:  True runs every check (validate_input); False only the O(1) shape and dtype checks,
+               for a loop that validated its input once
+    Returns out. An empty shard (m = 0) gives zeros.
     """
-    _check(loss, X, y, coef, backend)
-    if out.shape != (X.shape[1] + 2,) or out.dtype != np.float64:
-        raise ValueError(f"out must be float64 of shape ({X.shape[1] + 2},), got {out.dtype} {out.shape}")
-    coef = np.ascontiguousarray(coef, dtype=np.float64)
+    parts, y, coef, intercept, K = _prepare(loss, X, y, coef, intercept, backend, validate)
+    size = coef.size + K + 1
+    if out.shape != (size,) or out.dtype != np.float64:
+        raise ValueError(f"out must be float64 of shape ({size},), got {out.dtype} {out.shape}")
     if backend == "numpy":
-        return reference.dense_sums(loss, X, y, coef, float(intercept), out)
-    y = np.ascontiguousarray(y, dtype=X.dtype)
-    shape = (n_blocks(X.shape[0]), X.shape[1] + 2)
+        return reference.sums(loss, X, y, coef, intercept, out)
+    csr = len(parts) == 3
+    block_rows = _block_rows(X, size)
+    shape = (n_blocks(X.shape[0], block_rows), size)
     if scratch is None:
         scratch = np.empty(shape)
     elif scratch.shape != shape or scratch.dtype != np.float64:
         raise ValueError(f"scratch must be float64 of shape {shape}, got {scratch.dtype} {scratch.shape}")
-    _BLOCK_KERNELS[backend](LOSS_CODES[loss], X, y, coef, float(intercept), scratch, BLOCK_ROWS)
+    multiclass = loss in MULTICLASS_LOSSES
+    kernel = _BLOCK_KERNELS.get((backend, csr, multiclass))
+    if kernel is None:
+        raise NotImplementedError(f"backend {backend!r} has no kernel yet for loss {loss!r} on "
+                                  f"{'CSR' if csr else 'dense'} X")
+    if multiclass:
+        kernel(*parts, y, coef, intercept, scratch, block_rows)
+    else:
+        kernel(LOSS_CODES[loss], *parts, y, coef, intercept, scratch, block_rows)
     return np.sum(scratch, axis=0, out=out)
 
 
-def loss_grad(loss: str, X: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept: float, *,
-              backend: str = "numba") -> tuple[float, np.ndarray, float]:
-    """Loss sum and gradient sums over the rows of one shard.
+def loss_grad(loss: str, X, y, coef, intercept, *, backend: str = "numba"):
+    """Loss sum and gradient sums over the rows of one shard (validated; see loss_grad_sums).
 
-    X: (m, n) C-contiguous float32/float64; y: (m,); coef: (n,); intercept: float.
-    Returns (loss_sum, grad_coef (n,) float64, grad_intercept). An empty shard (m = 0) gives zeros.
+    Returns (loss_sum: float, grad_coef: float64 shaped like coef, grad_intercept: float for the
+    scalar losses or (K,) float64 for "softmax"). An empty shard (m = 0) gives zeros.
     """
-    n = X.shape[1] if X.ndim == 2 else 0  # loss_grad_sums validates and names any bad argument
-    out = loss_grad_sums(loss, X, y, coef, intercept, np.empty(n + 2), backend=backend)
-    return float(out[n + 1]), out[:n], float(out[n])
+    coef_shape = np.shape(coef)
+    size = int(np.prod(coef_shape))
+    K = coef_shape[1] if loss in MULTICLASS_LOSSES and len(coef_shape) == 2 else 1
+    out = loss_grad_sums(loss, X, y, coef, intercept, np.empty(size + K + 1), backend=backend)
+    grad_intercept = out[size:-1].copy() if loss in MULTICLASS_LOSSES else float(out[size])
+    return float(out[-1]), out[:size].reshape(coef_shape), grad_intercept
+
+
+def decision_function(X, coef: np.ndarray, intercept) -> np.ndarray:
+    """Margins X @ coef + intercept of dense or CSR X, float64: (m,) for coef (n,), (m, K) for (n, K)."""
+    coef = np.asarray(coef, dtype=np.float64)
+    if not (_is_csr(X) or isinstance(X, np.ndarray)) or X.ndim != 2:
+        raise ValueError(f"X must be a 2-D NumPy array or scipy.sparse CSR matrix, got {type(X).__name__}")
+    if coef.ndim not in (1, 2) or coef.shape[0] != X.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} features but coef has shape {coef.shape}")
+    return np.asarray(X @ coef, dtype=np.float64) + intercept
 
 
 def set_cython_threads(n: int) -> None:

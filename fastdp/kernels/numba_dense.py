@@ -3,33 +3,78 @@
 The twin of csrc/dense_loss.pyx, with the same plan: block b of `block_rows` rows writes only
 out[b, :], so no accumulator is shared between threads (Numba races silently on `a[j] += ...` from
 several threads); the caller sums blocks in block order, which makes the result independent of the
-thread count. Each row is read once: margin, per-row loss and derivative, then grad += d * x; rows go four at
-a time (four independent dot products, one pass over the block's accumulator for all four).
-The dot product may be reassociated (fastmath 'reassoc') so LLVM vectorizes it; NaN/inf semantics
-are kept (inputs are validated before they get here).
+thread count. Each row is read once: margin, per-row loss and derivative, then grad += d * x.
+
+Two kernels, one per loss family; the per-row loss is picked by an integer code (pointwise):
+- dense_block_sums: the scalar-margin losses (squared, logistic, hinge, squared_hinge). Rows go
+  four at a time (four independent dot products, one pass over the block's accumulator for all four).
+- dense_softmax_block_sums: softmax cross-entropy over K classes; a row's K margins are formed
+  feature by feature (the inner loop runs over K), then the K derivatives, then
+  acc[j*K:(j+1)*K] += x_j * d.
+The dot products may be reassociated (fastmath 'reassoc') so LLVM vectorizes them; NaN/inf
+semantics are kept (inputs are validated before they get here). pointwise and softmax_row are
+shared with the CSR kernels (numba_sparse.py).
 """
+
+import math
 
 import numpy as np
 from numba import njit, prange
 
-SQUARED = 0
+SQUARED, LOGISTIC, HINGE, SQUARED_HINGE = 0, 1, 2, 3  # losses.LOSS_CODES
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @njit(inline="always", cache=True)
 def pointwise(loss: int, z: float, y: float) -> tuple[float, float]:
-    """(loss, dloss/dz) of one row at margin z with target y; codes as in losses.LOSS_CODES."""
+    """(loss, dloss/dz) of one row at margin z with target y; codes as in losses.LOSS_CODES.
+
+    logistic: softplus(t) = max(t, 0) + log1p(exp(-|t|)) at t = -y z, and -y * sigmoid(t) with
+    sigmoid formed from the same exp(-|t|), so no margin overflows.
+    """
     if loss == SQUARED:
         r = z - y
         return 0.5 * r * r, r
-    return 0.0, 0.0
+    if loss == LOGISTIC:
+        t = -y * z
+        e = math.exp(-abs(t))
+        sigmoid = 1.0 / (1.0 + e) if t >= 0.0 else e / (1.0 + e)
+        return max(t, 0.0) + math.log1p(e), -y * sigmoid
+    slack = 1.0 - y * z
+    if slack <= 0.0:
+        return 0.0, 0.0
+    if loss == HINGE:
+        return slack, -y
+    return slack * slack, -2.0 * y * slack
+
+
+@njit(inline="always", cache=True)
+def softmax_row(z, label: int) -> float:
+    """Cross-entropy of one row: z (K,) float64 margins, IN/OUT <- dloss/dz = softmax(z) - onehot(label).
+
+    Returns logsumexp(z) - z[label], with the maximum margin subtracted before exp (stable).
+    """
+    zmax = z[0]
+    for k in range(1, z.shape[0]):
+        zmax = max(zmax, z[k])
+    loss = zmax - z[label]
+    s = 0.0
+    for k in range(z.shape[0]):
+        e = math.exp(z[k] - zmax)
+        z[k] = e
+        s += e
+    inv = 1.0 / s
+    for k in range(z.shape[0]):
+        z[k] *= inv
+    z[label] -= 1.0
+    return loss + math.log(s)
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def dense_block_sums(loss, X, y, coef, intercept, out, block_rows):
     """Per-block sums of the loss and its gradient over a dense shard.
 
-    loss:       int, loss code (losses.LOSS_CODES)
+    loss:       int, loss code of a scalar-margin loss (losses.LOSS_CODES)
     X:          (m, n) C-contiguous float32 or float64
     y:          (m,) same dtype as X
     coef:       (n,) float64
@@ -70,4 +115,39 @@ def dense_block_sums(loss, X, y, coef, intercept, out, block_rows):
             for j in range(n):
                 acc[j] += d0 * X[i, j]
             i += 1
+        out[b] = acc
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def dense_softmax_block_sums(X, y, coef, intercept, out, block_rows):
+    """Per-block sums of the softmax cross-entropy and its gradient over a dense shard.
+
+    X:          (m, n) C-contiguous float32 or float64
+    y:          (m,) intp labels in 0..K-1
+    coef:       (n, K) C-contiguous float64
+    intercept:  (K,) float64
+    out:        (ceil(m / block_rows), n*K + K + 1) float64, OUT: row b <- [grad_coef (n*K,
+                row-major), grad_intercept (K), loss]
+    block_rows: int >= 1
+    """
+    m, n = X.shape
+    K = coef.shape[1]
+    nk = n * K
+    for b in prange(out.shape[0]):
+        acc = np.zeros(nk + K + 1)
+        z = np.empty(K)
+        for i in range(b * block_rows, min(m, (b + 1) * block_rows)):
+            x = X[i]
+            z[:] = intercept
+            for j in range(n):
+                xj = x[j]
+                for k in range(K):
+                    z[k] += xj * coef[j, k]
+            acc[nk + K] += softmax_row(z, y[i])
+            for k in range(K):
+                acc[nk + k] += z[k]
+            for j in range(n):
+                xj = x[j]
+                for k in range(K):
+                    acc[j * K + k] += xj * z[k]
         out[b] = acc
