@@ -61,3 +61,29 @@ def command():
         return _run(list(argv), timeout)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def fortunes_dir():
+    """Directory of the Debian "fortunes" corpus; installs the package (as root, with apt-get) if
+    it is missing, and skips the test if it still is not there."""
+    import shutil
+
+    from fastdp.datasets import FORTUNES_DIR
+
+    if os.path.isdir(FORTUNES_DIR):
+        return FORTUNES_DIR
+    tried = "not root or no apt-get, so no install was tried"
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        for argv in (["apt-get", "install", "-y", "-q", "fortunes"], ["apt-get", "update", "-q"],
+                     ["apt-get", "install", "-y", "-q", "fortunes"]):
+            try:
+                done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+                tried = f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()[-300:]}"
+            except subprocess.TimeoutExpired:
+                tried = f"{' '.join(argv)} timed out after 300 s"
+            if os.path.isdir(FORTUNES_DIR):
+                return FORTUNES_DIR
+    pytest.skip(f"fortune corpus not found at {FORTUNES_DIR}: install the Debian package "
+                f"'fortunes' (apt-get install fortunes); {tried}")
