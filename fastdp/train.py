@@ -1,15 +1,24 @@
-"""Data-parallel full-batch gradient descent: where data, kernels, communicator and update meet.
+"""Data-parallel training of linear models: where data, kernels, communicator and optimizer meet.
 
-One step, identical on every rank:
+Every step, identical on every rank:
 
-    buf[:n+2] = kernel sums over this rank's rows      [grad_coef (n), grad_intercept, loss_sum]
-    buf[n+2]  = this rank's row count
-    Allreduce(SUM, buf)                                  one call, one flat float64 buffer
-    grad      = buf[:n+1] / rows + [alpha * coef, 0]     the L2 term, added once, after the sum
-    theta    -= learning_rate * grad
+    buf[:p+1] = kernel sums over this rank's rows of the batch   [grad_coef, grad_intercept, loss_sum]
+    buf[p+1]  = this rank's row count in the batch
+    Allreduce(SUM, buf)                                          one call, one flat float64 buffer
+    grad      = buf[:p] / rows + penalty gradient               the penalty, added once, after the sum
+    theta     = update rule(theta, grad, learning rate)          the same on every rank
 
 Because the kernels return sums and the reduction carries the global row count, N ranks take the
 serial step whatever the shard sizes (up to the order of floating-point additions).
+
+Solvers:
+- "gd": full-batch gradient descent (momentum / Nesterov optional);
+- "sgd": mini-batch SGD. Each epoch draws one permutation of the GLOBAL row indices from
+  (random_state, epoch); each global batch is cut from it and every rank computes the rows of the
+  batch it holds, so N ranks follow the trajectory 1 rank follows with the same seed;
+- "adam", "adamw": Adam / AdamW, full-batch or mini-batch (batch_size);
+- "lbfgs": scipy's L-BFGS-B driven by rank 0 (fastdp.optim.lbfgs).
+L1 and elastic-net penalties are applied by a proximal step after each update (not with "lbfgs").
 """
 
 from __future__ import annotations
@@ -19,18 +28,29 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+import scipy.sparse as sp
 
-from . import kernels, threads
+from . import kernels, optim, threads
 from .comm import Comm, raise_if_any, world
+from .progress import Progress
 from .validation import check_shard
+
+SOLVERS = ("gd", "sgd", "adam", "adamw", "lbfgs")
+MINI_BATCH_DEFAULT = 256
+
+Callback = Callable[[int, np.ndarray, float], None]
 
 
 @dataclass
 class FitResult:
-    """Outcome of a fit; identical on every rank."""
+    """Outcome of a fit; identical on every rank.
+
+    coef: (n,) for the scalar losses, (n, K) for softmax; intercept: float, or (K,) for softmax.
+    n_iter: steps (full batch) or epochs (mini-batch); loss_history: objective per step / epoch.
+    """
 
     coef: np.ndarray
-    intercept: float
+    intercept: float | np.ndarray
     n_iter: int
     converged: bool
     loss_history: np.ndarray = field(repr=False)
@@ -41,14 +61,66 @@ class FitResult:
     seconds: float
 
 
-def _param_error(loss: str, learning_rate: float, max_iter: int, tol: float, alpha: float,
-                 backend: str) -> str | None:
+class Objective:
+    """The objective over ALL ranks' rows, as seen from this rank's shard:
+
+        f(theta) = (1/rows) * sum over rows of loss(x, y; coef, intercept) + penalty(coef)
+
+    theta = [coef.ravel(), intercept] (p = n*K + K values). `evaluate` is collective: every rank
+    calls it with the same theta, and it performs exactly one Allreduce.
+    """
+
+    def __init__(self, X: Any, y: np.ndarray, loss: str, n_outputs: int, penalty: optim.Penalty,
+                 fit_intercept: bool, backend: str, comm: Comm) -> None:
+        self.X, self.y, self.loss, self.backend, self.comm = X, y, loss, backend, comm
+        self.n_features = X.shape[1]
+        self.K = n_outputs
+        self.n_coef = self.n_features * n_outputs
+        self.size = self.n_coef + n_outputs
+        self.penalty = penalty
+        self.fit_intercept = fit_intercept
+        self.buf = np.empty(self.size + 2)
+        self.grad = np.empty(self.size)
+        self.batch_loss = 0.0
+
+    def split(self, theta: np.ndarray) -> tuple[np.ndarray, float | np.ndarray]:
+        """Views (coef, intercept) of theta, shaped as the kernels want them."""
+        if self.loss == "softmax":
+            return theta[:self.n_coef].reshape(self.n_features, self.K), theta[self.n_coef:]
+        return theta[:self.n_coef], float(theta[self.n_coef])
+
+    def evaluate(self, theta: np.ndarray, rows: np.ndarray | None = None,
+                 smooth_only: bool = False) -> tuple[float, np.ndarray]:
+        """(objective, gradient) at theta over all ranks' rows, or over the batch whose local part
+        is `rows` (indices into this rank's shard). The gradient excludes the L1 part; so does the
+        objective when smooth_only. The returned gradient is a reused buffer."""
+        X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
+        coef, intercept = self.split(theta)
+        kernels.loss_grad_sums(self.loss, X, y, coef, intercept, self.buf[:self.size + 1],
+                               backend=self.backend, validate=False)
+        self.buf[-1] = X.shape[0]
+        self.comm.allreduce_sum_(self.buf)
+        count = self.buf[-1]
+        np.divide(self.buf[:self.size], count, out=self.grad)
+        if not self.fit_intercept:
+            self.grad[self.n_coef:] = 0.0
+        self.penalty.add_grad(theta, self.grad)
+        self.batch_loss = self.buf[self.size] / count
+        w = theta[:self.n_coef]
+        reg = 0.5 * self.penalty.l2 * float(w @ w) if smooth_only else self.penalty.value(theta)
+        return self.batch_loss + reg, self.grad
+
+
+def _param_error(loss: str, solver: str, learning_rate: float, max_iter: int, tol: float,
+                 alpha: float, l1_ratio: float, batch_size: int | None, backend: str) -> str | None:
     """What is wrong with the fit's parameters, or None."""
     if loss not in kernels.LOSS_CODES:
         return f"loss must be one of {sorted(kernels.LOSS_CODES)}, got {loss!r}"
+    if solver not in SOLVERS:
+        return f"solver must be one of {list(SOLVERS)}, got {solver!r}"
     if backend not in kernels.BACKENDS:
         return f"backend must be one of {list(kernels.BACKENDS)}, got {backend!r}"
-    if not np.isfinite(learning_rate) or learning_rate <= 0:
+    if not (np.isfinite(learning_rate) and learning_rate > 0):
         return f"learning_rate must be a finite number > 0, got {learning_rate!r}"
     if int(max_iter) != max_iter or max_iter < 1:
         return f"max_iter must be an integer >= 1, got {max_iter!r}"
@@ -56,65 +128,207 @@ def _param_error(loss: str, learning_rate: float, max_iter: int, tol: float, alp
         return f"tol must be >= 0, got {tol!r}"
     if not (np.isfinite(alpha) and alpha >= 0):
         return f"alpha must be a finite number >= 0, got {alpha!r}"
+    if not 0 <= l1_ratio <= 1:
+        return f"l1_ratio must be in [0, 1], got {l1_ratio!r}"
+    if solver == "lbfgs" and alpha * l1_ratio > 0:
+        return "solver='lbfgs' needs a smooth objective: use l1_ratio=0, or solver 'gd'/'sgd'/'adam'"
+    if solver == "lbfgs" and loss == "hinge":
+        return "solver='lbfgs' needs a smooth objective and the hinge loss is not: use 'gd' or 'sgd'"
+    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
+        return f"batch_size must be an integer >= 1 or None, got {batch_size!r}"
+    if batch_size is not None and solver in ("gd", "lbfgs"):
+        return f"solver={solver!r} is full-batch: leave batch_size=None, or use solver 'sgd'/'adam'"
     return None
+
+
+def _agree_on_shapes(X: Any, comm: Comm) -> tuple[int, list[int]]:
+    """(n_features, rows per rank), after checking every rank has the same feature count."""
+    shapes = comm.allgather_obj((X.shape[0], X.shape[1]))
+    if len({cols for _, cols in shapes}) > 1:
+        raise ValueError("X has a different number of features on different ranks: "
+                         + ", ".join(f"rank {r}: {cols}" for r, (_, cols) in enumerate(shapes)))
+    rows = [r for r, _ in shapes]
+    if sum(rows) == 0:
+        raise ValueError("X has 0 rows on every rank: there is nothing to fit")
+    return shapes[0][1], rows
+
+
+def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
+        solver: str = "gd", learning_rate: float = 0.1, schedule: str = "constant",
+        power_t: float = 0.5, max_iter: int = 1000, tol: float = 1e-6, alpha: float = 0.0,
+        l1_ratio: float = 0.0, fit_intercept: bool = True, batch_size: int | None = None,
+        momentum: float = 0.0, nesterov: bool = False, beta1: float = 0.9, beta2: float = 0.999,
+        weight_decay: float = 0.01, n_iter_no_change: int = 5, random_state: int = 0,
+        backend: str = "numba", comm: Comm | None = None, callback: Callback | None = None,
+        verbose: bool = False) -> FitResult:
+    """Fit a linear model data-parallel on the rows this rank holds; every rank gets the same model.
+
+    Minimizes (1/rows) * sum over ALL ranks' rows of loss(x.coef + intercept, y)
+              + alpha * ((1 - l1_ratio)/2 * |coef|^2 + l1_ratio * |coef|_1).
+
+    X: this rank's rows, (m, n) dense or scipy.sparse CSR; m may differ between ranks and be 0.
+    y: (m,). squared: real targets; logistic/hinge/squared_hinge: -1/+1; softmax: labels
+       0..n_classes-1 (n_classes required).
+    solver: see the module docstring. max_iter: steps for full-batch solvers, epochs for
+       mini-batch ones. tol: full batch stops when |gradient mapping| < tol; mini-batch stops when
+       the epoch objective has not improved by tol for n_iter_no_change epochs; lbfgs: scipy gtol.
+    learning_rate, schedule ('constant', 'invscaling', 'cosine'), power_t: the step size.
+    momentum, nesterov: for gd/sgd. beta1, beta2, weight_decay: for adam/adamw.
+    random_state: seeds the mini-batch permutations (the same on every rank).
+    comm: the communicator (default fastdp.comm.world(): MPI under mpiexec, else serial).
+    callback(step, theta, objective): on every rank after each step's reduction; theta read-only.
+    verbose: a progress bar on rank 0's stderr.
+    Bad parameters or data on any rank raise the same ValueError on every rank.
+    """
+    comm = world() if comm is None else comm
+    error = _param_error(loss, solver, learning_rate, max_iter, tol, alpha, l1_ratio, batch_size,
+                         backend)
+    if error is None and loss == "softmax" and not (isinstance(n_classes, int) and n_classes >= 2):
+        error = f"n_classes must be an integer >= 2 for the softmax loss, got {n_classes!r}"
+    if error is None:
+        X, y, error = check_shard(X, y, loss, n_classes)
+    raise_if_any(comm, error)
+    n, rows_per_rank = _agree_on_shapes(X, comm)
+    K = n_classes if loss == "softmax" else 1
+    used_threads = threads.configure(comm.local_size)
+    if sp.issparse(X) and solver != "lbfgs" and (batch_size or solver == "sgd"):
+        X = sp.csr_matrix(X)  # row selection (X[rows]) returns CSR for csr_matrix
+
+    penalty = optim.Penalty(alpha, l1_ratio, n * K)
+    objective = Objective(X, y, loss, K, penalty, fit_intercept, backend, comm)
+    theta = comm.bcast_(np.zeros(objective.size))
+    progress = Progress(max_iter, enabled=verbose and comm.rank == 0)
+    start = time.perf_counter()
+    if solver == "lbfgs":
+        n_iter, converged, history, grad_norm = _run_lbfgs(objective, theta, max_iter, tol,
+                                                           callback, progress)
+    elif batch_size is None and solver != "sgd":
+        n_iter, converged, history, grad_norm = _run_full_batch(
+            objective, theta, solver, learning_rate, schedule, power_t, max_iter, tol,
+            momentum, nesterov, beta1, beta2, weight_decay, callback, progress)
+    else:
+        offset = sum(rows_per_rank[:comm.rank])
+        n_iter, converged, history, grad_norm = _run_mini_batch(
+            objective, theta, solver, batch_size or MINI_BATCH_DEFAULT, offset, sum(rows_per_rank),
+            learning_rate, schedule, power_t, max_iter, tol, n_iter_no_change, momentum, nesterov,
+            beta1, beta2, weight_decay, random_state, callback, progress)
+    progress.close()
+    coef, intercept = objective.split(theta)
+    return FitResult(coef=np.array(coef), intercept=np.array(intercept) if K > 1 else intercept,
+                     n_iter=n_iter, converged=converged, loss_history=np.array(history),
+                     grad_norm=grad_norm, n_rows=sum(rows_per_rank), n_ranks=comm.size,
+                     threads=used_threads, seconds=time.perf_counter() - start)
+
+
+def _read_only(theta: np.ndarray) -> np.ndarray:
+    view = theta.view()
+    view.flags.writeable = False
+    return view
+
+
+def _mapping_norm(theta: np.ndarray, grad: np.ndarray, lr: float, penalty: optim.Penalty) -> float:
+    """|theta - prox(theta - lr * grad)| / lr: the gradient norm, generalized to the L1 penalty."""
+    if not penalty.l1:
+        return float(np.linalg.norm(grad))
+    moved = theta - lr * grad
+    penalty.prox(moved, lr)
+    return float(np.linalg.norm(theta - moved)) / lr
+
+
+def _rule(objective: Objective, solver: str, momentum: float, nesterov: bool, beta1: float,
+          beta2: float, weight_decay: float) -> optim.Rule:
+    name = "sgd" if solver in ("gd", "sgd") else solver
+    return optim.make_rule(name, objective.size, momentum=momentum, nesterov=nesterov,
+                           beta1=beta1, beta2=beta2, weight_decay=weight_decay,
+                           n_coef=objective.n_coef)
+
+
+def _run_full_batch(objective, theta, solver, learning_rate, schedule, power_t, max_iter, tol,
+                    momentum, nesterov, beta1, beta2, weight_decay, callback, progress):
+    rule = _rule(objective, solver, momentum, nesterov, beta1, beta2, weight_decay)
+    lr_of = optim.Schedule(schedule, learning_rate, power_t=power_t, total_steps=max_iter)
+    history = []
+    for step in range(max_iter + 1):
+        value, grad = objective.evaluate(theta)
+        history.append(value)
+        lr = lr_of(step)
+        grad_norm = _mapping_norm(theta, grad, lr, objective.penalty)
+        if callback is not None:
+            callback(step, _read_only(theta), value)
+        progress.update(step, value)
+        if grad_norm < tol or step == max_iter:
+            break
+        rule.step(theta, grad, lr)
+        objective.penalty.prox(theta, lr)
+    return step, grad_norm < tol, history, grad_norm
+
+
+def _run_mini_batch(objective, theta, solver, batch_size, offset, n_rows, learning_rate, schedule,
+                    power_t, max_iter, tol, n_iter_no_change, momentum, nesterov, beta1, beta2,
+                    weight_decay, random_state, callback, progress):
+    rule = _rule(objective, solver, momentum, nesterov, beta1, beta2, weight_decay)
+    steps_per_epoch = -(-n_rows // batch_size)
+    lr_of = optim.Schedule(schedule, learning_rate, power_t=power_t,
+                           total_steps=max_iter * steps_per_epoch)
+    stop = offset + objective.X.shape[0]
+    history, best, stale, t = [], np.inf, 0, 0
+    converged = False
+    for epoch in range(max_iter):
+        order = np.random.default_rng([random_state, epoch]).permutation(n_rows)
+        total = 0.0
+        for start in range(0, n_rows, batch_size):
+            batch = order[start:start + batch_size]
+            local = np.sort(batch[(batch >= offset) & (batch < stop)] - offset)
+            value, grad = objective.evaluate(theta, local)
+            total += objective.batch_loss * len(batch)
+            if callback is not None:
+                callback(t, _read_only(theta), value)
+            lr = lr_of(t)
+            rule.step(theta, grad, lr)
+            objective.penalty.prox(theta, lr)
+            t += 1
+        history.append(total / n_rows + objective.penalty.value(theta))
+        progress.update(epoch, history[-1])
+        if history[-1] > best - tol:
+            stale += 1
+        else:
+            stale = 0
+        best = min(best, history[-1])
+        if stale >= n_iter_no_change:
+            converged = True
+            break
+    return epoch + 1, converged, history, float(np.linalg.norm(grad))
+
+
+def _run_lbfgs(objective, theta, max_iter, tol, callback, progress):
+    history = []
+
+    def evaluate(x: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = objective.evaluate(x, smooth_only=True)
+        history.append(value)
+        if callback is not None:
+            callback(len(history) - 1, _read_only(x), value)
+        return value, grad.copy()
+
+    def on_iteration(x: np.ndarray) -> None:
+        progress.update(len(history), history[-1])
+
+    n_iter, converged = optim.lbfgs(evaluate, theta, objective.comm, max_iter=max_iter, tol=tol,
+                                    callback=on_iteration)
+    _, grad = objective.evaluate(theta, smooth_only=True)
+    return n_iter, converged, history, float(np.linalg.norm(grad))
 
 
 def fit_gd(X: Any, y: Any, *, loss: str = "squared", learning_rate: float = 0.1,
            max_iter: int = 1000, tol: float = 1e-6, alpha: float = 0.0,
            fit_intercept: bool = True, backend: str = "numba", comm: Comm | None = None,
-           callback: Callable[[int, np.ndarray, float], None] | None = None) -> FitResult:
-    """Fit a linear model by full-batch gradient descent on the rows this rank holds.
+           callback: Callback | None = None) -> FitResult:
+    """Full-batch gradient descent with an L2 penalty alpha/2 * |coef|^2: `fit(..., solver="gd")`.
 
-    Minimizes (1/rows) * sum over ALL ranks' rows of loss(x.coef + intercept, y) + alpha/2 * |coef|^2.
-
-    X, y: this rank's rows, (m, n) and (m,); m may differ between ranks and may be 0.
-    comm: the communicator (default fastdp.comm.world(): MPI under mpiexec, else serial).
-    callback(step, theta, objective): called on every rank after each reduction, before the
-        update; theta is [coef..., intercept] (read-only view).
-    Stops after max_iter updates or when |gradient| < tol. Bad input raises ValueError on every rank.
+    X, y: this rank's rows, (m, n) and (m,). Stops after max_iter updates or when
+    |gradient| < tol. callback(step, theta, objective) is called on every rank after each
+    reduction, before the update, with theta = [coef..., intercept] read-only.
     """
-    comm = world() if comm is None else comm
-    error = _param_error(loss, learning_rate, max_iter, tol, alpha, backend)
-    if error is None:
-        X, y, error = check_shard(X, y)
-    raise_if_any(comm, error)
-    shapes = comm.allgather_obj((X.shape[0], X.shape[1]))
-    n = X.shape[1]
-    if len({cols for _, cols in shapes}) > 1:
-        raise ValueError("X has a different number of features on different ranks: "
-                         + ", ".join(f"rank {r}: {cols}" for r, (_, cols) in enumerate(shapes)))
-    n_rows = sum(rows for rows, _ in shapes)
-    if n_rows == 0:
-        raise ValueError("X has 0 rows on every rank: there is nothing to fit")
-    used_threads = threads.configure(comm.local_size)
-
-    theta = comm.bcast_(np.zeros(n + 1))
-    coef = theta[:n]
-    buf = np.empty(n + 3)
-    grad = np.empty(n + 1)
-    scratch = np.empty((kernels.n_blocks(X.shape[0]), n + 2))
-    history = []
-    start = time.perf_counter()
-    for step in range(max_iter + 1):
-        kernels.loss_grad_sums(loss, X, y, coef, theta[n], buf[:n + 2], backend=backend,
-                               scratch=scratch)
-        buf[n + 2] = X.shape[0]
-        comm.allreduce_sum_(buf)
-        np.divide(buf[:n + 1], buf[n + 2], out=grad)
-        grad[:n] += alpha * coef
-        if not fit_intercept:
-            grad[n] = 0.0
-        history.append(buf[n + 1] / buf[n + 2] + 0.5 * alpha * float(coef @ coef))
-        grad_norm = float(np.linalg.norm(grad))
-        if callback is not None:
-            view = theta.view()
-            view.flags.writeable = False
-            callback(step, view, history[-1])
-        if grad_norm < tol or step == max_iter:
-            break
-        grad *= learning_rate
-        theta -= grad
-    return FitResult(coef=coef.copy(), intercept=float(theta[n]), n_iter=step,
-                     converged=grad_norm < tol, loss_history=np.array(history),
-                     grad_norm=grad_norm, n_rows=n_rows, n_ranks=comm.size,
-                     threads=used_threads, seconds=time.perf_counter() - start)
+    return fit(X, y, loss=loss, solver="gd", learning_rate=learning_rate, max_iter=max_iter,
+               tol=tol, alpha=alpha, fit_intercept=fit_intercept, backend=backend, comm=comm,
+               callback=callback)

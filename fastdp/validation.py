@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
+from . import kernels
 
 def as_float_array(a: Any, name: str) -> tuple[np.ndarray | None, str | None]:
     """`a` as a C-contiguous float32/float64 array (copying only when needed), or an error message.
@@ -30,30 +32,84 @@ def as_float_array(a: Any, name: str) -> tuple[np.ndarray | None, str | None]:
     return np.ascontiguousarray(arr, dtype=dtype), None
 
 
-def check_shard(X: Any, y: Any) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
-    """Validate one rank's rows. Returns (X, y, None) ready for the kernels, or (None, None, error).
+def _nonfinite(name: str, arr: np.ndarray, where) -> str | None:
+    """Message naming the first NaN/inf of arr, located by where(flat_or_nd_index), or None."""
+    if np.isfinite(arr).all():
+        return None
+    bad = np.argwhere(~np.isfinite(arr))[0]
+    kind = "NaN" if np.isnan(arr[tuple(bad)]) else "inf"
+    return f"{name} contains {kind} (first at {where(bad)})"
 
-    X: (m, n) with n >= 1; y: (m,), cast to X's dtype. Neither may hold NaN or inf. Non-contiguous
-    input is copied into C order.
-    """
+
+def _check_features(X: Any) -> tuple[Any, str | None]:
+    """X as C-contiguous float array or canonical-dtype CSR, or an error message."""
+    if sp.issparse(X):
+        if X.ndim != 2:
+            return None, f"X must be 2-D (rows, features), got shape {X.shape}"
+        X = X if X.format == "csr" else X.tocsr()
+        if X.dtype.kind not in "biuf":
+            return None, f"X must be numeric (float or integer), got dtype {X.dtype}"
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+        if X.shape[1] == 0:
+            return None, "X has 0 features (columns); it needs at least 1"
+        error = _nonfinite("X", X.data, lambda b: f"row {np.searchsorted(X.indptr, b[0], 'right') - 1}")
+        return X, error
     X, error = as_float_array(X, "X")
     if error:
-        return None, None, error
+        return None, error
+    if X.ndim != 2:
+        return None, f"X must be 2-D (rows, features), got {X.ndim}-D with shape {X.shape}"
+    if X.shape[1] == 0:
+        return None, "X has 0 features (columns); it needs at least 1"
+    return X, _nonfinite("X", X, lambda b: f"row {b[0]}, column {b[1]}")
+
+
+def _check_targets(y: Any, loss: str, n_classes: int | None, dtype: np.dtype) -> tuple[Any, str | None]:
+    """y converted for `loss`, or an error message."""
     y, error = as_float_array(y, "y")
     if error:
-        return None, None, error
-    if X.ndim != 2:
-        return None, None, f"X must be 2-D (rows, features), got {X.ndim}-D with shape {X.shape}"
-    if X.shape[1] == 0:
-        return None, None, "X has 0 features (columns); it needs at least 1"
+        return None, error
     if y.ndim != 1:
-        return None, None, f"y must be 1-D, got {y.ndim}-D with shape {y.shape}"
-    if X.shape[0] != y.shape[0]:
-        return None, None, f"X has {X.shape[0]} rows but y has {y.shape[0]}"
-    for name, arr in (("X", X), ("y", y)):
-        if not np.isfinite(arr).all():
-            bad = np.argwhere(~np.isfinite(arr))[0]
-            where = f"row {bad[0]}" + (f", column {bad[1]}" if arr.ndim == 2 else "")
-            kind = "NaN" if np.isnan(arr[tuple(bad)]) else "inf"
-            return None, None, f"{name} contains {kind} (first at {where})"
-    return X, np.ascontiguousarray(y, dtype=X.dtype), None
+        return None, f"y must be 1-D, got {y.ndim}-D with shape {y.shape}"
+    error = _nonfinite("y", y, lambda b: f"row {b[0]}")
+    if error:
+        return None, error
+    if loss == "softmax":
+        bad = np.flatnonzero(y != np.round(y))
+        if bad.size:
+            return None, f"y must hold integer class labels for the softmax loss, got {y[bad[0]]!r} at row {bad[0]}"
+        return y.astype(np.int64), None
+    return np.ascontiguousarray(y, dtype=dtype), None
+
+
+def check_shard(X: Any, y: Any, loss: str = "squared",
+                n_classes: int | None = None) -> tuple[Any, np.ndarray | None, str | None]:
+    """Validate one rank's rows for `loss`. Returns (X, y, None) ready for the kernels, or
+    (None, None, error).
+
+    X: (m, n) dense, n >= 1, copied into C order when needed; or scipy.sparse (converted to CSR,
+       whose indices must lie in [0, n) and be sorted within each row). No NaN or inf.
+    y: (m,), finite. squared: cast to X's dtype; logistic, hinge, squared_hinge: -1 or +1;
+       softmax: integer class labels 0..n_classes-1, returned as int64.
+    """
+    X, error = _check_features(X)
+    if error is None:
+        y, error = _check_targets(y, loss, n_classes, X.dtype)
+    if error is None and X.shape[0] != y.shape[0]:
+        error = f"X has {X.shape[0]} rows but y has {y.shape[0]}"
+    if error is None:
+        error = _kernel_input_error(X, y, loss, n_classes)
+    return (None, None, error) if error else (X, y, None)
+
+
+def _kernel_input_error(X: Any, y: np.ndarray, loss: str, n_classes: int | None) -> str | None:
+    """The kernels' own content checks (CSR indices, label values), run once, as a message."""
+    n = X.shape[1]
+    coef, intercept = (np.zeros((n, n_classes)), np.zeros(n_classes)) if loss == "softmax" \
+        else (np.zeros(n), 0.0)
+    try:
+        kernels.validate_input(loss, X, y, coef, intercept)
+    except ValueError as exc:
+        return str(exc)
+    return None

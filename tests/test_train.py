@@ -104,7 +104,7 @@ def test_one_step_is_the_textbook_serial_update():
     ({"tol": -1.0}, "tol must be >= 0"),
     ({"alpha": -1.0}, "alpha must be a finite number >= 0"),
     ({"backend": "gpu"}, "backend must be one of"),
-    ({"loss": "hinge"}, "loss must be one of"),
+    ({"loss": "cubic"}, "loss must be one of"),
 ])
 def test_bad_parameters(kwargs, message):
     X, y = synthetic.linear_regression(10, 2)
