@@ -77,6 +77,12 @@ extensions = [
         include_dirs=["csrc"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
+    Extension(
+        "fastdp.kernels._cython_sparse",
+        ["csrc/sparse_loss.pyx"],
+        include_dirs=["csrc"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    ),
 ]
 
 setup(

@@ -24,7 +24,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from . import _cython_dense, numba_dense, reference
+from . import _cython_dense, _cython_sparse, numba_dense, numba_sparse, reference
 from .losses import BINARY_LOSSES, LOSS_CODES, MULTICLASS_LOSSES
 
 BACKENDS: tuple[str, ...] = ("numba", "cython", "numpy")
@@ -36,8 +36,12 @@ OPENMP: bool = _cython_dense.HAVE_OPENMP  # False when built without OpenMP: Cyt
 _BLOCK_KERNELS = {
     ("numba", False, False): numba_dense.dense_block_sums,
     ("numba", False, True): numba_dense.dense_softmax_block_sums,
+    ("numba", True, False): numba_sparse.csr_block_sums,
+    ("numba", True, True): numba_sparse.csr_softmax_block_sums,
     ("cython", False, False): _cython_dense.dense_block_sums,
     ("cython", False, True): _cython_dense.dense_softmax_block_sums,
+    ("cython", True, False): _cython_sparse.csr_block_sums,
+    ("cython", True, True): _cython_sparse.csr_softmax_block_sums,
 }
 
 
@@ -183,10 +187,10 @@ def _prepare(loss: str, X, y, coef, intercept, backend: str, validate: bool):
         K = coef.shape[1]
         if coef.shape[0] != n:
             raise ValueError(f"X has {n} features but coef has shape {coef.shape} (needs ({n}, {K}))")
-        intercept = np.ascontiguousarray(intercept, dtype=np.float64)
-        if intercept.shape != (K,):
+        if np.shape(intercept) != (K,):
             raise ValueError(f"intercept must have shape ({K},) to match coef's {K} classes, "
-                             f"got shape {intercept.shape}")
+                             f"got shape {np.shape(intercept)}")
+        intercept = np.ascontiguousarray(intercept, dtype=np.float64)
         if y.dtype.kind not in "iu":
             raise ValueError(f"y must hold integer class labels for loss {loss!r}, got dtype {y.dtype}")
         if validate and m and (y.min() < 0 or y.max() >= K):
@@ -252,10 +256,7 @@ def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend
     elif scratch.shape != shape or scratch.dtype != np.float64:
         raise ValueError(f"scratch must be float64 of shape {shape}, got {scratch.dtype} {scratch.shape}")
     multiclass = loss in MULTICLASS_LOSSES
-    kernel = _BLOCK_KERNELS.get((backend, csr, multiclass))
-    if kernel is None:
-        raise NotImplementedError(f"backend {backend!r} has no kernel yet for loss {loss!r} on "
-                                  f"{'CSR' if csr else 'dense'} X")
+    kernel = _BLOCK_KERNELS[backend, csr, multiclass]
     if multiclass:
         kernel(*parts, y, coef, intercept, scratch, block_rows)
     else:
@@ -292,6 +293,7 @@ def set_cython_threads(n: int) -> None:
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     _cython_dense.set_num_threads(n)
+    _cython_sparse.set_num_threads(n)
 
 
 def get_num_threads() -> dict[str, int]:

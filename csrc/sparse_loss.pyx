@@ -1,0 +1,179 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Fused loss-and-gradient sums over a CSR shard, threaded with OpenMP.
+
+Design (the Numba twin, fastdp/kernels/numba_sparse.py, follows the same plan; dense_loss.pyx is
+the dense form):
+- The shard's rows are cut into blocks of `block_rows` rows. Block b zeroes out[b, :], uses it as
+  its accumulator and writes nothing else, so threads never share an accumulator; the caller adds
+  the blocks in block order, so the result does not depend on the number of threads. The
+  accumulator is a dense row of n*K + K + 1 values, so CSR blocks are larger than dense ones
+  (fastdp.kernels.sparse_block_rows picks block_rows from the shard's shape).
+- Each row's non-zeros are read once for the margin and again, still in cache, for
+  grad[indices] += d * data. Rows without non-zeros are allowed (their margin is the intercept).
+- One kernel per loss family: csr_block_sums for the scalar-margin losses (the per-row loss chosen
+  by an integer code, csrc/pointwise.pxd) and csr_softmax_block_sums for softmax over K classes.
+- float32/float64 data and int32/int64 indices come from fused-type templates; sums are float64.
+"""
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport free, malloc
+
+from pointwise cimport pointwise, softmax_row
+
+cdef extern from "omp_compat.h" nogil:
+    int FASTDP_HAVE_OPENMP
+    void omp_set_num_threads(int n)
+    int omp_get_max_threads()
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+HAVE_OPENMP = bool(FASTDP_HAVE_OPENMP)
+
+
+def set_num_threads(int n):
+    """Set the number of OpenMP threads the kernels of this module use (n >= 1)."""
+    omp_set_num_threads(n)
+
+
+def get_num_threads():
+    """Number of OpenMP threads the next parallel region will use (1 without OpenMP)."""
+    return omp_get_max_threads()
+
+
+cdef void _block_sums(int loss, const floating* data, const index_t* indices, const index_t* indptr,
+                      const floating* y, const double* coef, double intercept, Py_ssize_t start,
+                      Py_ssize_t stop, Py_ssize_t n, double* acc) noexcept nogil:
+    """Rows start..stop of the CSR arrays and y (m,); acc (n + 2,) <- [grad_coef, grad_b, loss]."""
+    cdef Py_ssize_t i, j, p, lo, hi
+    cdef double z, d, loss_i
+    for j in range(n + 2):
+        acc[j] = 0.0
+    for i in range(start, stop):
+        lo = indptr[i]
+        hi = indptr[i + 1]
+        z = intercept
+        for p in range(lo, hi):
+            z += data[p] * coef[indices[p]]
+        loss_i = pointwise(loss, z, y[i], &d)
+        for p in range(lo, hi):
+            acc[indices[p]] += d * data[p]
+        acc[n] += d
+        acc[n + 1] += loss_i
+
+
+def csr_block_sums(int loss, const floating[::1] data, const index_t[::1] indices,
+                   const index_t[::1] indptr, const floating[::1] y, const double[::1] coef,
+                   double intercept, double[:, ::1] out, Py_ssize_t block_rows):
+    """Per-block sums of the loss and its gradient over a CSR shard.
+
+    loss:       integer code of a scalar-margin loss (fastdp.kernels.losses.LOSS_CODES)
+    data:       (nnz,) float32 or float64, the non-zero values
+    indices:    (nnz,) int32 or int64 column indices in 0..n-1
+    indptr:     (m + 1,) same dtype as indices; row i is data[indptr[i]:indptr[i + 1]]
+    y:          (m,) same dtype as data
+    coef:       (n,) float64, n >= 1
+    intercept:  float
+    out:        (ceil(m / block_rows), n + 2) float64, OUT: row b <- [grad_coef (n), grad_intercept, loss]
+                summed over rows b*block_rows .. min((b+1)*block_rows, m)
+    block_rows: rows per block, >= 1
+    """
+    cdef Py_ssize_t m = indptr.shape[0] - 1, n = coef.shape[0], n_blocks = out.shape[0]
+    cdef Py_ssize_t b, start, stop
+    if m == 0:
+        return
+    cdef const floating* dp = &data[0] if data.shape[0] else NULL
+    cdef const index_t* ip = &indices[0] if indices.shape[0] else NULL
+    cdef const index_t* pp = &indptr[0]
+    cdef const floating* yp = &y[0]
+    cdef const double* cp = &coef[0]
+    cdef double* op = &out[0, 0]
+    with nogil:
+        for b in prange(n_blocks, schedule="static"):
+            start = b * block_rows
+            stop = start + block_rows
+            if stop > m:
+                stop = m
+            _block_sums(loss, dp, ip, pp, yp, cp, intercept, start, stop, n, op + b * (n + 2))
+
+
+cdef int _softmax_block_sums(const floating* data, const index_t* indices, const index_t* indptr,
+                             const Py_ssize_t* y, const double* coef, const double* intercept,
+                             Py_ssize_t start, Py_ssize_t stop, Py_ssize_t n, Py_ssize_t K,
+                             double* acc) noexcept nogil:
+    """Rows start..stop of the CSR arrays, labels y (m,), coef (n, K) row-major, intercept (K,);
+    acc (n*K + K + 1,) <- [grad_coef (n*K), grad_intercept (K), loss]. Returns 1 if the row's K
+    margins could not be allocated (acc is then not written), else 0.
+    """
+    cdef Py_ssize_t i, j, k, p, lo, hi, nk = n * K
+    cdef double v
+    cdef const double* w
+    cdef double* a
+    cdef double* z = <double*> malloc(K * sizeof(double))
+    if z == NULL:
+        return 1
+    for j in range(nk + K + 1):
+        acc[j] = 0.0
+    for i in range(start, stop):
+        lo = indptr[i]
+        hi = indptr[i + 1]
+        for k in range(K):
+            z[k] = intercept[k]
+        for p in range(lo, hi):
+            v = data[p]
+            w = coef + indices[p] * K
+            for k in range(K):
+                z[k] += v * w[k]
+        acc[nk + K] += softmax_row(K, z, y[i])
+        for k in range(K):
+            acc[nk + k] += z[k]
+        for p in range(lo, hi):
+            v = data[p]
+            a = acc + indices[p] * K
+            for k in range(K):
+                a[k] += v * z[k]
+    free(z)
+    return 0
+
+
+def csr_softmax_block_sums(const floating[::1] data, const index_t[::1] indices,
+                           const index_t[::1] indptr, const Py_ssize_t[::1] y,
+                           const double[:, ::1] coef, const double[::1] intercept,
+                           double[:, ::1] out, Py_ssize_t block_rows):
+    """Per-block sums of the softmax cross-entropy and its gradient over a CSR shard.
+
+    data:       (nnz,) float32 or float64, the non-zero values
+    indices:    (nnz,) int32 or int64 column indices in 0..n-1
+    indptr:     (m + 1,) same dtype as indices; row i is data[indptr[i]:indptr[i + 1]]
+    y:          (m,) intp labels in 0..K-1
+    coef:       (n, K) C-contiguous float64
+    intercept:  (K,) float64
+    out:        (ceil(m / block_rows), n*K + K + 1) float64, OUT: row b <- [grad_coef (n*K,
+                row-major), grad_intercept (K), loss] summed over rows b*block_rows .. min((b+1)*block_rows, m)
+    block_rows: rows per block, >= 1
+    """
+    cdef Py_ssize_t m = indptr.shape[0] - 1, n = coef.shape[0], K = coef.shape[1]
+    cdef Py_ssize_t n_blocks = out.shape[0], width = out.shape[1]
+    cdef Py_ssize_t b, start, stop
+    cdef int failed = 0
+    if m == 0:
+        return
+    cdef const floating* dp = &data[0] if data.shape[0] else NULL
+    cdef const index_t* ip = &indices[0] if indices.shape[0] else NULL
+    cdef const index_t* pp = &indptr[0]
+    cdef const Py_ssize_t* yp = &y[0]
+    cdef const double* cp = &coef[0, 0]
+    cdef const double* bp = &intercept[0]
+    cdef double* op = &out[0, 0]
+    with nogil:
+        for b in prange(n_blocks, schedule="static"):
+            start = b * block_rows
+            stop = start + block_rows
+            if stop > m:
+                stop = m
+            failed += _softmax_block_sums(dp, ip, pp, yp, cp, bp, start, stop, n, K, op + b * width)
+    if failed:
+        raise MemoryError(f"could not allocate {K} float64 margins in {failed} block(s)")
