@@ -109,3 +109,19 @@ def test_lbfgs_serial_finds_rosenbrock_minimum():
     assert converged and 0 < n_iter < 500
     np.testing.assert_allclose(theta, 1.0, atol=1e-6)
     assert len(calls) >= n_iter
+
+
+def test_lbfgs_gets_an_ill_conditioned_problem_to_a_tiny_gradient():
+    """scipy's line search stops when f stops changing in floating point; the Newton polish goes on
+    by the gradient alone."""
+    scales = np.logspace(-4, 1, 40)
+    offset = np.linspace(-1.0, 1.0, 40)
+
+    def evaluate(x):
+        r = x - offset
+        return 0.5 * float(scales @ (r * r)) + 1.0, scales * r
+
+    theta = np.zeros(40)
+    optim.lbfgs(evaluate, theta, SerialComm(), max_iter=1000, tol=1e-13)
+    assert np.linalg.norm(evaluate(theta)[1]) < 1e-12
+    np.testing.assert_allclose(theta, offset, atol=1e-8)
