@@ -26,7 +26,7 @@ _CONTINUE, _STOP = 0.0, 1.0
 NEWTON_STEPS = 3
 CG_MAX_ITER = 100
 CG_RTOL = 1e-4
-HVP_STEP = 1e-6
+HVP_STEP = 1e-4
 
 
 class Schedule:
