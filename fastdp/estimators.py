@@ -90,7 +90,7 @@ class _LinearModel(BaseEstimator):
                          batch_size=self.batch_size, random_state=self.random_state,
                          backend=self.backend, comm=comm, verbose=self.verbose)
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def _decision(self, X: Any) -> np.ndarray:
         """Margins X @ coef_.T + intercept_: (m,) for one output, (m, K) for K."""
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
@@ -125,7 +125,7 @@ class _Regressor(RegressorMixin, _LinearModel):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted targets (m,)."""
-        return self.decision_function(X)
+        return self._decision(X)
 
 
 class LinearRegression(_Regressor):
@@ -179,6 +179,11 @@ class _Classifier(ClassifierMixin, _LinearModel):
         if not (np.isfinite(self.C) and self.C > 0):
             raise ValueError(f"C must be a finite number > 0, got {self.C!r}")
         return 1.0 / (self.C * n_rows)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Margins X @ coef_.T + intercept_: (m,) for two classes (positive: classes_[1]), else
+        (m, n_classes)."""
+        return self._decision(X)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels (m,)."""

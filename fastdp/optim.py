@@ -24,7 +24,7 @@ SCHEDULES = ("constant", "invscaling", "cosine")
 RULES = ("sgd", "adam", "adamw")
 _CONTINUE, _STOP = 0.0, 1.0
 NEWTON_STEPS = 3
-CG_MAX_ITER = 100
+CG_MAX_ITER = 50
 CG_RTOL = 1e-4
 HVP_STEP = 1e-4
 
@@ -190,7 +190,9 @@ def lbfgs(evaluate: Evaluate, theta: np.ndarray, comm: Comm, *, max_iter: int, t
     theta (it reduces the shards' sums). Rank 0 runs scipy.optimize.minimize; before each of its
     evaluations it broadcasts [CONTINUE, theta] and every other rank, looping in `_follow`, receives
     it and evaluates its shard at that point. When scipy returns, rank 0 broadcasts [STOP, theta*,
-    n_iter, converged], so every rank ends with the same parameters.
+    n_iter, converged], so every rank ends with the same parameters. When scipy stopped because f
+    no longer decreased (rather than at max_iter), `_polish` first takes Newton steps judged by the
+    gradient alone.
 
     theta: (p,) float64, the start; overwritten with the solution on every rank.
     Returns (n_iter, converged).
@@ -208,7 +210,7 @@ def lbfgs(evaluate: Evaluate, theta: np.ndarray, comm: Comm, *, max_iter: int, t
         result = minimize(fun, theta.copy(), jac=True, method="L-BFGS-B", callback=callback,
                           options={"maxiter": max_iter, "gtol": tol, "ftol": 0.0,
                                    "maxcor": history, "maxfun": 2 * max_iter + 20})
-        x = _polish(fun, result.x, result.jac.copy(), tol)
+        x = _polish(fun, result.x, result.jac.copy(), tol) if result.status == 0 else result.x
         buf[0] = _STOP
         buf[1:1 + theta.size] = x
         buf[-2] = result.nit
