@@ -9,8 +9,8 @@ Design (the Numba twin, fastdp/kernels/numba_dense.py, follows the same plan):
   and its derivative d = dloss/dz, then grad += d * x.
 - One kernel per loss family: dense_block_sums for the scalar-margin losses, the per-row loss
   chosen by an integer code (fastdp.kernels.losses.LOSS_CODES, csrc/pointwise.pxd), and
-  dense_softmax_block_sums for softmax cross-entropy over K classes (margins formed feature by
-  feature with the inner loop over K, then acc[j*K:(j+1)*K] += x_j * d).
+  dense_softmax_block_sums for softmax cross-entropy over K classes (K dot products with the rows
+  of coef.T, then grad.T[k] += d_k * x: the inner loops run over the n features).
 - float32 and float64 inputs come from one fused-type template; sums are accumulated in float64.
 """
 
@@ -122,41 +122,50 @@ def dense_block_sums(int loss, const floating[:, ::1] X, const floating[::1] y,
             _block_sums(loss, Xp, yp, cp, intercept, start, stop, n, op + b * (n + 2))
 
 
-cdef int _softmax_block_sums(const floating* X, const Py_ssize_t* y, const double* coef,
+cdef int _softmax_block_sums(const floating* X, const Py_ssize_t* y, const double* coef_t,
                              const double* intercept, Py_ssize_t start, Py_ssize_t stop,
                              Py_ssize_t n, Py_ssize_t K, double* acc) noexcept nogil:
-    """Rows start..stop of X (m, n) row-major, labels y (m,), coef (n, K) row-major, intercept (K,);
-    acc (n*K + K + 1,) <- [grad_coef (n*K), grad_intercept (K), loss]. Returns 1 if the row's K
-    margins could not be allocated (acc is then not written), else 0.
+    """Rows start..stop of X (m, n) row-major, labels y (m,), coef_t = coef.T (K, n) row-major,
+    intercept (K,); acc (n*K + K + 1,) <- [grad_coef (n*K, row-major (n, K)), grad_intercept (K),
+    loss]. Returns 1 if the block's (K, n) gradient and K margins could not be allocated (acc is
+    then not written), else 0.
+
+    A row's K margins are K dot products of x with the rows of coef_t; its gradient is added as
+    grad_t[k] += d_k * x; both loops run over the n contiguous features, so they vectorize over n.
     """
     cdef Py_ssize_t i, j, k, nk = n * K
-    cdef double xj
+    cdef double zk, d
     cdef const floating* x
     cdef const double* w
-    cdef double* a
-    cdef double* z = <double*> malloc(K * sizeof(double))
-    if z == NULL:
+    cdef double* g
+    cdef double* grad_t = <double*> malloc((nk + K) * sizeof(double))
+    cdef double* z
+    if grad_t == NULL:
         return 1
-    for j in range(nk + K + 1):
-        acc[j] = 0.0
+    z = grad_t + nk
+    for j in range(nk):
+        grad_t[j] = 0.0
+    for k in range(K + 1):
+        acc[nk + k] = 0.0
     for i in range(start, stop):
         x = X + i * n
         for k in range(K):
-            z[k] = intercept[k]
-        for j in range(n):
-            xj = x[j]
-            w = coef + j * K
-            for k in range(K):
-                z[k] += xj * w[k]
+            w = coef_t + k * n
+            zk = intercept[k]
+            for j in range(n):
+                zk += x[j] * w[j]
+            z[k] = zk
         acc[nk + K] += softmax_row(K, z, y[i])
         for k in range(K):
-            acc[nk + k] += z[k]
-        for j in range(n):
-            xj = x[j]
-            a = acc + j * K
-            for k in range(K):
-                a[k] += xj * z[k]
-    free(z)
+            d = z[k]
+            g = grad_t + k * n
+            acc[nk + k] += d
+            for j in range(n):
+                g[j] += d * x[j]
+    for j in range(n):
+        for k in range(K):
+            acc[j * K + k] = grad_t[k * n + j]
+    free(grad_t)
     return 0
 
 
@@ -174,13 +183,18 @@ def dense_softmax_block_sums(const floating[:, ::1] X, const Py_ssize_t[::1] y,
     block_rows: rows per block, >= 1
     """
     cdef Py_ssize_t m = X.shape[0], n = X.shape[1], K = coef.shape[1], n_blocks = out.shape[0]
-    cdef Py_ssize_t b, start, stop, width = out.shape[1]
+    cdef Py_ssize_t b, j, k, start, stop, width = out.shape[1]
     cdef int failed = 0
     if m == 0:
         return
+    cdef double* coef_t = <double*> malloc(n * K * sizeof(double))
+    if coef_t == NULL:
+        raise MemoryError(f"could not allocate coef.T ({K}, {n})")
+    for j in range(n):
+        for k in range(K):
+            coef_t[k * n + j] = coef[j, k]
     cdef const floating* Xp = &X[0, 0]
     cdef const Py_ssize_t* yp = &y[0]
-    cdef const double* cp = &coef[0, 0]
     cdef const double* ip = &intercept[0]
     cdef double* op = &out[0, 0]
     with nogil:
@@ -189,6 +203,7 @@ def dense_softmax_block_sums(const floating[:, ::1] X, const Py_ssize_t[::1] y,
             stop = start + block_rows
             if stop > m:
                 stop = m
-            failed += _softmax_block_sums(Xp, yp, cp, ip, start, stop, n, K, op + b * width)
+            failed += _softmax_block_sums(Xp, yp, coef_t, ip, start, stop, n, K, op + b * width)
+    free(coef_t)
     if failed:
-        raise MemoryError(f"could not allocate {K} float64 margins in {failed} block(s)")
+        raise MemoryError(f"could not allocate a ({K}, {n}) gradient in {failed} block(s)")

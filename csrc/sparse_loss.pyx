@@ -25,7 +25,6 @@ from pointwise cimport pointwise, softmax_row
 cdef extern from "omp_compat.h" nogil:
     int FASTDP_HAVE_OPENMP
     void omp_set_num_threads(int n)
-    int omp_get_max_threads()
 
 ctypedef fused index_t:
     int32_t
@@ -35,13 +34,9 @@ HAVE_OPENMP = bool(FASTDP_HAVE_OPENMP)
 
 
 def set_num_threads(int n):
-    """Set the number of OpenMP threads the kernels of this module use (n >= 1)."""
+    """Set the number of OpenMP threads the kernels of this module use (n >= 1); the count is
+    read back through fastdp.kernels._cython_dense.get_num_threads."""
     omp_set_num_threads(n)
-
-
-def get_num_threads():
-    """Number of OpenMP threads the next parallel region will use (1 without OpenMP)."""
-    return omp_get_max_threads()
 
 
 cdef void _block_sums(int loss, const floating* data, const index_t* indices, const index_t* indptr,
@@ -59,8 +54,9 @@ cdef void _block_sums(int loss, const floating* data, const index_t* indices, co
         for p in range(lo, hi):
             z += data[p] * coef[indices[p]]
         loss_i = pointwise(loss, z, y[i], &d)
-        for p in range(lo, hi):
-            acc[indices[p]] += d * data[p]
+        if d != 0.0:  # hinge losses: rows past the margin add nothing
+            for p in range(lo, hi):
+                acc[indices[p]] += d * data[p]
         acc[n] += d
         acc[n + 1] += loss_i
 

@@ -30,7 +30,7 @@ from .losses import BINARY_LOSSES, LOSS_CODES, MULTICLASS_LOSSES
 BACKENDS: tuple[str, ...] = ("numba", "cython", "numpy")
 BLOCK_ROWS = 4096
 SPARSE_SCRATCH_BYTES = 64 * 2**20  # bound on a CSR shard's per-block accumulators (see sparse_block_rows)
-OPENMP: bool = _cython_dense.HAVE_OPENMP  # False when built without OpenMP: Cython runs on one thread
+OPENMP: bool = _cython_dense.HAVE_OPENMP and _cython_sparse.HAVE_OPENMP  # False: Cython runs on one thread
 
 # (backend, X is CSR, loss is multiclass) -> per-block kernel
 _BLOCK_KERNELS = {
@@ -231,7 +231,8 @@ def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend
     X:         (m, n) C-contiguous float32/float64 ndarray, or scipy.sparse CSR (float32/float64
                data, int32/int64 indices)
     y:         (m,) targets, cast to X's dtype (scalar losses; binary losses: -1 or +1), or integer
-               labels 0..K-1 ("softmax"; any integer dtype)
+               labels 0..K-1 ("softmax"; any integer dtype, cast to intp); a loop that passes y
+               already in that dtype is not copied
     coef:      (n,) (scalar losses) or (n, K) ("softmax"); cast to float64
     intercept: float (scalar losses) or (K,) ("softmax")
     out:       (coef.size + K + 1,) float64, OUT <- [grad_coef (coef.size, row-major), grad_intercept

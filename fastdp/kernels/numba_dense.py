@@ -5,12 +5,12 @@ out[b, :], so no accumulator is shared between threads (Numba races silently on 
 several threads); the caller sums blocks in block order, which makes the result independent of the
 thread count. Each row is read once: margin, per-row loss and derivative, then grad += d * x.
 
-Two kernels, one per loss family; the per-row loss is picked by an integer code (pointwise):
-- dense_block_sums: the scalar-margin losses (squared, logistic, hinge, squared_hinge). Rows go
-  four at a time (four independent dot products, one pass over the block's accumulator for all four).
-- dense_softmax_block_sums: softmax cross-entropy over K classes; a row's K margins are formed
-  feature by feature (the inner loop runs over K), then the K derivatives, then
-  acc[j*K:(j+1)*K] += x_j * d.
+Two kernels, one per loss family:
+- dense_block_sums: the scalar-margin losses (squared, logistic, hinge, squared_hinge), the
+  per-row loss picked by an integer code (pointwise). Rows go four at a time (four independent dot products, one pass over the block's accumulator for all four).
+- dense_softmax_block_sums: softmax cross-entropy over K classes; a row's K margins are K dot
+  products with the rows of coef.T, then the K derivatives d, then grad.T[k] += d_k * x (the
+  inner loops run over the features, see the kernel).
 The dot products may be reassociated (fastmath 'reassoc') so LLVM vectorizes them; NaN/inf
 semantics are kept (inputs are validated before they get here). pointwise and softmax_row are
 shared with the CSR kernels (numba_sparse.py).
@@ -129,25 +129,37 @@ def dense_softmax_block_sums(X, y, coef, intercept, out, block_rows):
     out:        (ceil(m / block_rows), n*K + K + 1) float64, OUT: row b <- [grad_coef (n*K,
                 row-major), grad_intercept (K), loss]
     block_rows: int >= 1
+
+    The work runs over coef transposed, (K, n): a row's K margins are K dot products of x with
+    the rows of coef.T, its gradient K updates grad_t[k] += d_k * x of the block's (K, n)
+    accumulator, both contiguous over the n features, so LLVM vectorizes over n (twice as fast
+    as vectorizing over K at n = 64, K = 10). Each block writes grad_t back as (n, K) at its end.
     """
     m, n = X.shape
     K = coef.shape[1]
     nk = n * K
+    coef_t = np.ascontiguousarray(coef.T)
     for b in prange(out.shape[0]):
-        acc = np.zeros(nk + K + 1)
+        grad_t = np.zeros((K, n))
+        tail = np.zeros(K + 1)  # [grad_intercept (K), loss]
         z = np.empty(K)
         for i in range(b * block_rows, min(m, (b + 1) * block_rows)):
             x = X[i]
-            z[:] = intercept
-            for j in range(n):
-                xj = x[j]
-                for k in range(K):
-                    z[k] += xj * coef[j, k]
-            acc[nk + K] += softmax_row(z, y[i])
             for k in range(K):
-                acc[nk + k] += z[k]
-            for j in range(n):
-                xj = x[j]
-                for k in range(K):
-                    acc[j * K + k] += xj * z[k]
-        out[b] = acc
+                w = coef_t[k]
+                zk = intercept[k]
+                for j in range(n):
+                    zk += x[j] * w[j]
+                z[k] = zk
+            tail[K] += softmax_row(z, y[i])
+            for k in range(K):
+                d = z[k]
+                g = grad_t[k]
+                tail[k] += d
+                for j in range(n):
+                    g[j] += d * x[j]
+        row = out[b]
+        for j in range(n):
+            for k in range(K):
+                row[j * K + k] = grad_t[k, j]
+        row[nk:] = tail

@@ -21,7 +21,7 @@ def sums(loss: str, X, y: np.ndarray, coef: np.ndarray, intercept, out: np.ndarr
                grad_intercept (K), loss_sum], K = 1 for the scalar losses
     Returns out.
     """
-    X64 = X.astype(np.float64)
+    X64 = X.astype(np.float64, copy=False)
     z = np.asarray(X64 @ coef) + intercept
     target = y if coef.ndim == 2 else np.asarray(y, dtype=np.float64)
     loss_rows, dloss = NUMPY_LOSSES[loss](z, target)
