@@ -8,7 +8,9 @@ them; every rank takes the same step. The same code runs as one process or under
 from . import comm, kernels, partition
 from .comm import world
 from .kernels import loss_grad
+from .model_io import load, save
 from .train import FitResult, fit_gd
 
 __version__ = "0.1.0"
-__all__ = ["FitResult", "comm", "fit_gd", "kernels", "loss_grad", "partition", "world"]
+__all__ = ["FitResult", "comm", "fit_gd", "kernels", "load", "loss_grad", "partition", "save",
+           "world"]

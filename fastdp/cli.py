@@ -1,12 +1,45 @@
-"""The `fastdp` command."""
+"""The `fastdp` command.
+
+    fastdp demo                                              serial vs data-parallel, worked example
+    mpiexec -n 4 fastdp train --data train.parquet --model logistic --output model.fdp
+    fastdp predict --model model.fdp --input test.csv --output predictions.txt
+
+`train` runs as one process or under mpiexec: each rank reads only its rows of --data, the ranks
+fit one model together, rank 0 saves it and prints a summary. Text data (.txt/.tsv, one
+`label<TAB>text` line per row) is hashed into --n-features columns; the model file then holds the
+featurizer too. `predict` is serial. Bad input ends with one line `fastdp: error: ...` (printed by
+rank 0) and exit status 2 on every rank.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+import time
+from collections.abc import Callable
+from typing import Any
 
-from . import kernels
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+from . import __version__, io, kernels, train
+from .comm import Comm, world
 from .demo import DemoConfig, run
+from .estimators import LinearRegression, LinearSVC, LogisticRegression, Ridge
+from .model_io import load, save
+from .text import HashingFeaturizer
+
+MODELS: dict[str, type] = {"linear": LinearRegression, "ridge": Ridge,
+                           "logistic": LogisticRegression, "svm": LinearSVC}
+CLASSIFIERS = ("logistic", "svm")
+DEFAULT_TEXT_FEATURES = 2**20
+INPUT_ERRORS = (ValueError, OSError, ImportError)
+EXIT_INPUT_ERROR = 2
+ESTIMATOR_OPTIONS = ("C", "alpha", "solver", "max_iter", "tol", "learning_rate", "batch_size",
+                     "random_state", "backend")
+OPTION_MODELS = {"C": CLASSIFIERS, "alpha": ("ridge",)}
 
 
 def _positive_int(text: str) -> int:
@@ -16,8 +49,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _column(text: str) -> int | str:
+    """A label column: an index when the text is an integer, else a name."""
+    return int(text) if re.fullmatch(r"[+-]?\d+", text.strip()) else text
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastdp", description=__doc__)
+    parser = argparse.ArgumentParser(prog="fastdp", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="linear regression, serial vs data-parallel on MPI ranks")
     defaults = DemoConfig()
@@ -31,15 +70,216 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-iter", type=_positive_int, default=defaults.max_iter)
     demo.add_argument("--tol", type=float, default=defaults.tol)
     demo.add_argument("--report", help=argparse.SUPPRESS)
+    _add_train(sub)
+    _add_predict(sub)
     return parser
+
+
+def _add_train(sub: Any) -> None:
+    train_ = sub.add_parser(
+        "train", help="fit a linear model on a data file; data-parallel under mpiexec",
+        description="Fit a model on --data (.npy, .csv, .parquet, or .txt/.tsv text with one "
+                    "'label<TAB>text' line per row) and save it to --output. Under mpiexec each "
+                    "rank reads only its rows. Unset options take the estimator's defaults.")
+    train_.add_argument("--data", required=True, help="training file (format by extension)")
+    train_.add_argument("--model", required=True, choices=list(MODELS),
+                        help="linear: LinearRegression, ridge: Ridge, logistic: "
+                             "LogisticRegression, svm: LinearSVC (fastdp.estimators)")
+    train_.add_argument("--output", required=True, help="model file to write (e.g. model.fdp)")
+    train_.add_argument("--label-column", type=_column,
+                        help="label column of a tabular file, by index or name (default: last)")
+    train_.add_argument("--C", type=float, dest="C", help="inverse regularization (logistic, svm)")
+    train_.add_argument("--alpha", type=float, help="L2 penalty (ridge)")
+    train_.add_argument("--solver", choices=("auto",) + train.SOLVERS)
+    train_.add_argument("--max-iter", type=_positive_int)
+    train_.add_argument("--tol", type=float)
+    train_.add_argument("--learning-rate", type=float)
+    train_.add_argument("--batch-size", type=_positive_int)
+    train_.add_argument("--random-state", type=int)
+    train_.add_argument("--backend", choices=list(kernels.BACKENDS))
+    train_.add_argument("--n-features", type=_positive_int,
+                        help=f"hashed features for text data (default {DEFAULT_TEXT_FEATURES})")
+    train_.add_argument("--bigrams", action="store_true",
+                        help="text data: hash pairs of adjacent words as well as words")
+    train_.add_argument("--verbose", action="store_true", help="progress bar on rank 0")
+
+
+def _add_predict(sub: Any) -> None:
+    predict = sub.add_parser(
+        "predict", help="predict with a saved model (serial)",
+        description="Write one prediction per row of --input to --output (.npy, .csv or .txt: one "
+                    "value per line). A text model reads .txt/.tsv input where each line is one "
+                    "document, or, with --labeled, a 'label<TAB>text' line. A numeric model reads "
+                    ".npy/.csv/.parquet whose columns are all features, or, with --labeled or "
+                    "--label-column, that also hold the label column (the last by default), "
+                    "which is then left out of the features and used to print a score.")
+    predict.add_argument("--model", required=True, help="model file written by `fastdp train`")
+    predict.add_argument("--input", required=True, help="rows to predict (format by extension)")
+    predict.add_argument("--output", required=True, help="predictions file: .npy, .csv or .txt")
+    predict.add_argument("--labeled", action="store_true",
+                         help="the input holds labels as training data does; print the score")
+    predict.add_argument("--label-column", type=_column,
+                         help="label column of a tabular input, by index or name "
+                              "(implies --labeled)")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fastdp` console script."""
     args = vars(_parser().parse_args(argv))
-    args.pop("command")
+    command = args.pop("command")
+    if command == "train":
+        return _train(argparse.Namespace(**args))
+    if command == "predict":
+        return _predict(argparse.Namespace(**args))
     report = args.pop("report")
     return run(DemoConfig(**args), report_path=report)
+
+
+def _fail(comm: Comm | None, message: str) -> int:
+    """Print `fastdp: error: message` (on rank 0 only) and return the exit status for bad input."""
+    if comm is None or comm.rank == 0:
+        sys.stderr.write(f"fastdp: error: {message}\n")
+        sys.stderr.flush()
+    return EXIT_INPUT_ERROR
+
+
+def _collective(comm: Comm, action: Callable[[], Any]) -> Any:
+    """action() on every rank; if it raises a bad-input error on any rank, raise ValueError on
+    every rank, with the message once if all ranks had the same one, else each rank's."""
+    result, error = None, None
+    try:
+        result = action()
+    except INPUT_ERRORS as exc:
+        error = str(exc)
+    found = [(rank, e) for rank, e in enumerate(comm.allgather_obj(error)) if e is not None]
+    if found:
+        if len(found) == comm.size and len({e for _, e in found}) == 1:
+            raise ValueError(found[0][1])
+        raise ValueError("; ".join(f"rank {rank}: {e}" for rank, e in found))
+    return result
+
+
+def _labels(y: np.ndarray, classifier: bool, path: str) -> np.ndarray:
+    """Labels for the estimator: whole-number float labels of a classifier become ints (so the
+    classes print as 0, 1, ...); a regressor's labels must be numbers."""
+    if classifier:
+        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            return y.astype(np.int64)
+        return y
+    if y.dtype.kind in "biuf":
+        return y.astype(np.float64)
+    for label in y:
+        try:
+            float(label)
+        except ValueError:
+            raise ValueError(f"{path}: label {str(label)!r} is not a number; regression models "
+                             "need numeric labels") from None
+    return y.astype(np.float64)
+
+
+def _estimator_params(args: argparse.Namespace) -> dict[str, Any]:
+    params = {}
+    for name in ESTIMATOR_OPTIONS:
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if name in OPTION_MODELS and args.model not in OPTION_MODELS[name]:
+            raise ValueError(f"--{name} does not apply to --model {args.model} (it applies to "
+                             f"{', '.join(OPTION_MODELS[name])})")
+        params[name] = value
+    return params
+
+
+def _training_data(args: argparse.Namespace, comm: Comm) -> tuple[io.Shard, Any, np.ndarray,
+                                                                  HashingFeaturizer | None]:
+    """(shard, X, y, featurizer) of this rank's rows of --data."""
+    text = io.file_format(args.data) == "text"
+    if not text and (args.n_features is not None or args.bigrams):
+        raise ValueError(f"--n-features and --bigrams apply to text data (.txt/.tsv) only, "
+                         f"not to {args.data}")
+    shard = io.read_rows(args.data, rank=comm.rank, size=comm.size,
+                         label_column=args.label_column)
+    featurizer, X = None, shard.X
+    if text:
+        featurizer = HashingFeaturizer(n_features=args.n_features or DEFAULT_TEXT_FEATURES,
+                                       ngram_range=(1, 2) if args.bigrams else (1, 1))
+        X = featurizer.transform(shard.X)
+    return shard, X, _labels(shard.y, args.model in CLASSIFIERS, args.data), featurizer
+
+
+def _train_score(estimator: Any, X: Any, y: np.ndarray, classifier: bool,
+                 comm: Comm) -> tuple[str, float]:
+    """Accuracy (classifier) or R^2 (regressor) on the rows of all ranks."""
+    predictions = estimator.predict(X) if X.shape[0] else y[:0]
+    if classifier:
+        buf = np.array([np.sum(predictions == y), len(y)], dtype=np.float64)
+        comm.allreduce_sum_(buf)
+        return "train accuracy", buf[0] / buf[1]
+    sums = comm.allreduce_sum_(np.array([np.sum(y), len(y)], dtype=np.float64))
+    mean = sums[0] / sums[1]
+    buf = np.array([np.sum((y - predictions) ** 2), np.sum((y - mean) ** 2)])
+    comm.allreduce_sum_(buf)
+    return "train R^2", 1.0 - buf[0] / buf[1] if buf[1] > 0 else float("nan")
+
+
+def _train(args: argparse.Namespace) -> int:
+    comm = world()
+    try:
+        params = _collective(comm, lambda: _estimator_params(args))
+        shard, X, y, featurizer = _collective(comm, lambda: _training_data(args, comm))
+        estimator = MODELS[args.model](**params, verbose=args.verbose, comm=comm)
+        start = time.perf_counter()
+        estimator.fit(X, y)
+        seconds = time.perf_counter() - start
+        classifier = args.model in CLASSIFIERS
+        metric, score = _train_score(estimator, X, y, classifier, comm)
+        config = {"data": os.path.abspath(args.data), "format": shard.format, "model": args.model,
+                  "label_column": args.label_column, "label_name": shard.label_name,
+                  "feature_names": shard.feature_names, "n_rows": shard.n_rows,
+                  "ranks": comm.size, "fit_seconds": seconds,
+                  metric: float(score) if np.isfinite(score) else None,
+                  "fastdp_version": __version__}
+        _collective(comm, lambda: save(estimator, args.output, featurizer=featurizer,
+                                       config=config) if comm.rank == 0 else None)
+    except ValueError as exc:
+        return _fail(comm, str(exc))
+    if comm.rank == 0:
+        classes = f", {len(estimator.classes_)} classes" if classifier else ""
+        print(f"fastdp train: {args.model} ({type(estimator).__name__}) on {args.data}: "
+              f"{shard.n_rows} rows x {estimator.n_features_in_} features, {comm.size} rank(s)"
+              f"{classes}, {estimator.n_iter_} iterations, {metric} {score:.6f}, "
+              f"{seconds:.3f} s; saved {args.output}", flush=True)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    try:
+        model = load(args.model)
+        text_model = isinstance(model, Pipeline)
+        text_input = io.file_format(args.input) == "text"
+        if text_model != text_input:
+            trained = "text" if text_model else "numeric"
+            raise ValueError(f"{args.model} was trained on {trained} data, but {args.input} is "
+                             f"{'text' if text_input else 'numeric'}")
+        labeled = args.labeled or args.label_column is not None
+        shard = io.read_rows(args.input, label_column=args.label_column, labels=labeled)
+        if not text_model and shard.X.shape[1] != model.n_features_in_:
+            hint = ("; if one column is the label, add --labeled or --label-column"
+                    if shard.X.shape[1] == model.n_features_in_ + 1 and not labeled else "")
+            raise ValueError(f"{args.input} has {shard.X.shape[1]} feature columns, but "
+                             f"{args.model} expects {model.n_features_in_}{hint}")
+        predictions = model.predict(shard.X)
+        io.write_predictions(args.output, predictions)
+        summary = f"fastdp predict: {len(predictions)} predictions written to {args.output}"
+        if labeled:
+            estimator = model.steps[-1][1] if text_model else model
+            classifier = hasattr(estimator, "classes_")
+            y = _labels(shard.y, classifier, args.input)
+            summary += f", {'accuracy' if classifier else 'R^2'} {model.score(shard.X, y):.6f}"
+    except INPUT_ERRORS as exc:
+        return _fail(None, str(exc))
+    print(summary, flush=True)
+    return 0
 
 
 if __name__ == "__main__":

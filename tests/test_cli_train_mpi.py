@@ -1,0 +1,73 @@
+"""`mpiexec -n 2 fastdp train` gives the serial model, each rank reading only its rows; bad input
+on one rank's rows ends the job with one error line and a non-zero status, never a hang."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import fastdp
+from fastdp.cli import main
+from fastdp.demo import find_mpiexec
+
+pytestmark = pytest.mark.mpi
+
+FASTDP = os.path.join(os.path.dirname(sys.executable), "fastdp")
+LBFGS = ["--model", "logistic", "--solver", "lbfgs", "--tol", "1e-10", "--max-iter", "10000"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(2001, 8))  # an odd count of rows: ranks hold 1001 and 1000
+    y = X @ rng.normal(size=8) + 0.5 + rng.logistic(size=2001) > 0
+    np.save(directory / "logistic.npy", np.column_stack([X, y]))
+    weights = rng.normal(size=60)  # word i pushes a mail toward spam by weights[i]
+    with open(directory / "mail.txt", "w") as f:
+        for _ in range(301):  # an odd count: ranks hold 151 and 150 lines
+            words = rng.choice(60, 8)
+            label = "spam" if weights[words].sum() + rng.logistic() > 0 else "ham"
+            f.write(f"{label}\t{' '.join(f'w{i}' for i in words)}\n")
+    lines = [",".join(f"{v:.17g}" for v in row) for row in rng.normal(size=(40, 3))]
+    lines[34] = ",".join(["1.5", "oops", "2.5"])  # line 35: in rank 1's rows 20..39
+    (directory / "bad.csv").write_text("\n".join(lines) + "\n")
+    return directory
+
+
+def mpi_train(command, n: int, argv: list[str], timeout: float = 120):
+    mpiexec = find_mpiexec()
+    if mpiexec is None:
+        pytest.fail("mpiexec not found: install the test extras (pip install -e '.[test]')")
+    return command(mpiexec, "-n", str(n), FASTDP, "train", *argv, timeout=timeout)
+
+
+@pytest.mark.parametrize("name,options", [("logistic.npy", []), ("mail.txt", ["--n-features", "4096"])])
+def test_two_ranks_train_the_serial_model(tmp_path, data, command, capsys, name, options):
+    serial, parallel = str(tmp_path / "serial.fdp"), str(tmp_path / "parallel.fdp")
+    argv = ["--data", str(data / name)] + LBFGS + options
+    assert main(["train"] + argv + ["--output", serial]) == 0
+    result = mpi_train(command, 2, argv + ["--output", parallel])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("fastdp train:") == 1 and "2 rank(s)" in result.stdout
+    one, two = fastdp.load(serial), fastdp.load(parallel)
+    if name.endswith(".txt"):
+        one, two = one.named_steps["model"], two.named_steps["model"]
+    np.testing.assert_allclose(two.coef_, one.coef_, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(two.intercept_, one.intercept_, rtol=0, atol=1e-8)
+    np.testing.assert_array_equal(two.classes_, one.classes_)
+    assert fastdp.model_io.read_metadata(parallel)["config"]["ranks"] == 2
+
+
+@pytest.mark.parametrize("name,message", [
+    ("bad.csv", "fastdp: error: rank 1: {path}, line 35, column 2: 'oops' is not a number\n"),
+    ("missing.npy", "fastdp: error: {path}: no such file\n"),
+])
+def test_bad_input_ends_the_job_with_one_error_line(tmp_path, data, command, name, message):
+    path = str(data / name)
+    result = mpi_train(command, 2, ["--data", path, "--model", "linear", "--output",
+                                    str(tmp_path / "m.fdp")], timeout=60)
+    assert result.returncode != 0 and result.stdout == ""
+    assert result.stderr == message.format(path=path)
+    assert not os.path.exists(tmp_path / "m.fdp")
