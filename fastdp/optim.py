@@ -200,6 +200,7 @@ def lbfgs(evaluate: Evaluate, theta: np.ndarray, comm: Comm, *, max_iter: int, t
     buf = np.empty(theta.size + 3)
     if comm.rank == 0:
         from scipy.optimize import minimize
+        from threadpoolctl import threadpool_limits
 
         def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
             buf[0] = _CONTINUE
@@ -207,9 +208,10 @@ def lbfgs(evaluate: Evaluate, theta: np.ndarray, comm: Comm, *, max_iter: int, t
             comm.bcast_(buf)
             return evaluate(buf[1:1 + x.size].copy())
 
-        result = minimize(fun, theta.copy(), jac=True, method="L-BFGS-B", callback=callback,
-                          options={"maxiter": max_iter, "gtol": tol, "ftol": 0.0,
-                                   "maxcor": history, "maxfun": 2 * max_iter + 20})
+        with threadpool_limits(1, "blas"):  # its many small BLAS calls run 30x slower threaded
+            result = minimize(fun, theta.copy(), jac=True, method="L-BFGS-B", callback=callback,
+                              options={"maxiter": max_iter, "gtol": tol, "ftol": 0.0,
+                                       "maxcor": history, "maxfun": 2 * max_iter + 20})
         x = _polish(fun, result.x, result.jac.copy(), tol) if result.status == 0 else result.x
         buf[0] = _STOP
         buf[1:1 + theta.size] = x

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from . import kernels, optim, threads
 from .comm import Comm, raise_if_any, world
@@ -199,19 +200,22 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     theta = comm.bcast_(np.zeros(objective.size))
     progress = Progress(max_iter, enabled=verbose and comm.rank == 0)
     start = time.perf_counter()
-    if solver == "lbfgs":
-        n_iter, converged, history, grad_norm = _run_lbfgs(objective, theta, max_iter, tol,
-                                                           callback, progress)
-    elif batch_size is None and solver != "sgd":
-        n_iter, converged, history, grad_norm = _run_full_batch(
-            objective, theta, solver, learning_rate, schedule, power_t, max_iter, tol,
-            momentum, nesterov, beta1, beta2, weight_decay, callback, progress)
-    else:
-        offset = sum(rows_per_rank[:comm.rank])
-        n_iter, converged, history, grad_norm = _run_mini_batch(
-            objective, theta, solver, batch_size or MINI_BATCH_DEFAULT, offset, sum(rows_per_rank),
-            learning_rate, schedule, power_t, max_iter, tol, n_iter_no_change, momentum, nesterov,
-            beta1, beta2, weight_decay, random_state, callback, progress)
+    # The compiled kernels own the cores; BLAS only does small vector work between the steps.
+    with threadpool_limits(None if backend == "numpy" else 1, "blas"):
+        if solver == "lbfgs":
+            n_iter, converged, history, grad_norm = _run_lbfgs(objective, theta, max_iter, tol,
+                                                               callback, progress)
+        elif batch_size is None and solver != "sgd":
+            n_iter, converged, history, grad_norm = _run_full_batch(
+                objective, theta, solver, learning_rate, schedule, power_t, max_iter, tol,
+                momentum, nesterov, beta1, beta2, weight_decay, callback, progress)
+        else:
+            offset = sum(rows_per_rank[:comm.rank])
+            n_iter, converged, history, grad_norm = _run_mini_batch(
+                objective, theta, solver, batch_size or MINI_BATCH_DEFAULT, offset,
+                sum(rows_per_rank), learning_rate, schedule, power_t, max_iter, tol,
+                n_iter_no_change, momentum, nesterov, beta1, beta2, weight_decay, random_state,
+                callback, progress)
     progress.close()
     coef, intercept = objective.split(theta)
     return FitResult(coef=np.array(coef), intercept=np.array(intercept) if K > 1 else intercept,
