@@ -190,9 +190,9 @@ def lbfgs(evaluate: Evaluate, theta: np.ndarray, comm: Comm, *, max_iter: int, t
     theta (it reduces the shards' sums). Rank 0 runs scipy.optimize.minimize; before each of its
     evaluations it broadcasts [CONTINUE, theta] and every other rank, looping in `_follow`, receives
     it and evaluates its shard at that point. When scipy returns, rank 0 broadcasts [STOP, theta*,
-    n_iter, converged], so every rank ends with the same parameters. When scipy stopped because f
-    no longer decreased (rather than at max_iter), `_polish` first takes Newton steps judged by the
-    gradient alone.
+    n_iter, converged], so every rank ends with the same parameters. Unless scipy stopped at
+    max_iter, `_polish` first takes Newton steps judged by the gradient alone (scipy stops, or its
+    line search fails, once f no longer decreases in floating point).
 
     theta: (p,) float64, the start; overwritten with the solution on every rank.
     Returns (n_iter, converged).
@@ -212,11 +212,13 @@ def lbfgs(evaluate: Evaluate, theta: np.ndarray, comm: Comm, *, max_iter: int, t
             result = minimize(fun, theta.copy(), jac=True, method="L-BFGS-B", callback=callback,
                               options={"maxiter": max_iter, "gtol": tol, "ftol": 0.0,
                                        "maxcor": history, "maxfun": 2 * max_iter + 20})
-        x = _polish(fun, result.x, result.jac.copy(), tol) if result.status == 0 else result.x
+        stalled = result.status != 1  # 1: max_iter or max evaluations reached; else f stopped falling
+        x, grad_norm = (_polish(fun, result.x, result.jac.copy(), tol) if stalled
+                        else (result.x, float(np.linalg.norm(result.jac))))
         buf[0] = _STOP
         buf[1:1 + theta.size] = x
         buf[-2] = result.nit
-        buf[-1] = float(result.success)
+        buf[-1] = float(result.success or grad_norm <= tol)
         comm.bcast_(buf)
     else:
         _follow(evaluate, buf, comm)
@@ -224,7 +226,7 @@ def lbfgs(evaluate: Evaluate, theta: np.ndarray, comm: Comm, *, max_iter: int, t
     return int(buf[-2]), bool(buf[-1])
 
 
-def _polish(fun: Evaluate, x: np.ndarray, grad: np.ndarray, tol: float) -> np.ndarray:
+def _polish(fun: Evaluate, x: np.ndarray, grad: np.ndarray, tol: float) -> tuple[np.ndarray, float]:
     """Newton steps from scipy's last iterate, judged by |grad| alone, while they shrink it.
 
     Near the minimum, scipy's line search stops once f no longer changes in floating point
@@ -232,7 +234,7 @@ def _polish(fun: Evaluate, x: np.ndarray, grad: np.ndarray, tol: float) -> np.nd
     the solution known to only ~ 1e-7: too coarse for N ranks (which add in another order) to agree
     with 1 rank. The gradient is still accurate there, so a Newton step solved by conjugate
     gradients, with Hessian-vector products from gradient differences (one collective evaluation
-    each), takes it the rest of the way.
+    each), takes it the rest of the way. Returns (x, |grad at x|).
     """
     from scipy.sparse.linalg import LinearOperator, cg
 
@@ -253,7 +255,7 @@ def _polish(fun: Evaluate, x: np.ndarray, grad: np.ndarray, tol: float) -> np.nd
         if not trial_norm < norm:
             break
         x, grad, norm = trial, trial_grad, trial_norm
-    return x
+    return x, norm
 
 
 def _follow(evaluate: Evaluate, buf: np.ndarray, comm: Comm) -> None:
