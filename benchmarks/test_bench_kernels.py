@@ -1,6 +1,6 @@
 """Loss-gradient kernels on dense and CSR shards: fused Numba and Cython vs the NumPy/SciPy reference.
 
-Run (unset OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE if your environment sets them for other work):
+Run:
 
     pytest benchmarks --benchmark-only
     pytest benchmarks --benchmark-only --benchmark-save=NAME    # keep a baseline in .benchmarks/
