@@ -82,6 +82,7 @@ class Objective:
         self.fit_intercept = fit_intercept
         self.buf = np.empty(self.size + 2)
         self.grad = np.empty(self.size)
+        self.scratch: dict[tuple[int, int], np.ndarray] = {}  # the kernels' block sums, by shape
         self.batch_loss = 0.0
 
     def split(self, theta: np.ndarray) -> tuple[np.ndarray, float | np.ndarray]:
@@ -89,6 +90,15 @@ class Objective:
         if self.loss == "softmax":
             return theta[:self.n_coef].reshape(self.n_features, self.K), theta[self.n_coef:]
         return theta[:self.n_coef], float(theta[self.n_coef])
+
+    def _scratch(self, X: Any) -> np.ndarray | None:
+        """A reused scratch array for the kernels' per-block sums over X (batches of a few sizes)."""
+        if self.backend == "numpy":
+            return None
+        shape = kernels.scratch_shape(self.loss, X, self.split(self.grad)[0])
+        if shape not in self.scratch:
+            self.scratch[shape] = np.empty(shape)
+        return self.scratch[shape]
 
     def evaluate(self, theta: np.ndarray, rows: np.ndarray | None = None,
                  smooth_only: bool = False) -> tuple[float, np.ndarray]:
@@ -98,7 +108,7 @@ class Objective:
         X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
         coef, intercept = self.split(theta)
         kernels.loss_grad_sums(self.loss, X, y, coef, intercept, self.buf[:self.size + 1],
-                               backend=self.backend, validate=False)
+                               backend=self.backend, validate=False, scratch=self._scratch(X))
         self.buf[-1] = X.shape[0]
         self.comm.allreduce_sum_(self.buf)
         count = self.buf[-1]
