@@ -1,4 +1,4 @@
-"""Speed-up summary of the kernel benchmarks (benchmarks/test_bench_kernels.py).
+"""Speed-up summary of the benchmarks (kernels: test_bench_kernels.py; SGD on text: test_bench_sgd_text.py).
 
 Run (pyproject's testpaths only names tests/, so give the folder):
 
@@ -7,20 +7,22 @@ Run (pyproject's testpaths only names tests/, so give the folder):
     pytest benchmarks --benchmark-only --benchmark-compare      # compare with the latest saved one
     pytest benchmarks --benchmark-only --benchmark-json=out.json
 
-After pytest-benchmark's own table, a short table gives, for each case (loss, format, shape) and
-each kernel timed in this run, its min time, the GB/s of X it reads, and its speed-up over the
-NumPy/SciPy reference timed in the same run ("x numpy"; "-" when that reference did not run).
+After pytest-benchmark's own table, a short table gives, for each case and each contender timed
+in this run, its min time, the GB/s of X it reads (kernels), and its speed-up over the case's
+reference timed in the same run ("x ref": over "numpy", the NumPy/SciPy reference, for kernels;
+over "sklearn" for SGD epochs; "-" when the reference did not run).
 """
 
 import pytest
 
-BASELINE = "numpy"  # the benchmark id of the NumPy/SciPy reference
-TIMINGS = pytest.StashKey[dict[tuple[str, str], tuple[float, float]]]()
+BASELINES = ("numpy", "sklearn")  # benchmark ids of the references a case's ratios are taken against
+TIMINGS = pytest.StashKey[dict[tuple[str, str], tuple[float, float | None]]]()
 
 
 @pytest.fixture(scope="session")
-def timings(pytestconfig: pytest.Config) -> dict[tuple[str, str], tuple[float, float]]:
-    """(case id, kernel id) -> (min seconds, GB/s of X), filled by the benchmarks, printed at the end."""
+def timings(pytestconfig: pytest.Config) -> dict[tuple[str, str], tuple[float, float | None]]:
+    """(case id, contender id) -> (min seconds, GB/s of X or None), filled by the benchmarks,
+    printed at the end."""
     return pytestconfig.stash.setdefault(TIMINGS, {})
 
 
@@ -30,10 +32,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     if not timings:
         return
     tr = terminalreporter
-    tr.write_sep("-", "loss gradient: speed-up over the NumPy/SciPy reference, same run")
+    tr.write_sep("-", "speed-up over the reference (NumPy/SciPy or scikit-learn), same run")
     width = max(len(case) for case, _ in timings)
-    tr.write_line(f"{'case':<{width}} {'kernel':<8} {'min (ms)':>9} {'GB/s':>7} {'x numpy':>8}")
+    tr.write_line(f"{'case':<{width}} {'kernel':<8} {'min (ms)':>9} {'GB/s':>7} {'x ref':>8}")
     for (case, name), (min_s, gb_per_s) in timings.items():
-        base = timings.get((case, BASELINE))
+        base = next((timings[case, b] for b in BASELINES if (case, b) in timings), None)
         ratio = f"{base[0] / min_s:>8.2f}" if base else f"{'-':>8}"
-        tr.write_line(f"{case:<{width}} {name:<8} {min_s * 1e3:>9.1f} {gb_per_s:>7.2f} {ratio}")
+        gb = f"{gb_per_s:>7.2f}" if gb_per_s is not None else f"{'-':>7}"
+        tr.write_line(f"{case:<{width}} {name:<8} {min_s * 1e3:>9.1f} {gb} {ratio}")

@@ -17,6 +17,7 @@ import math
 from typing import Callable, Protocol
 
 import numpy as np
+from scipy.linalg.blas import daxpy
 
 from .comm import Comm
 
@@ -27,6 +28,12 @@ NEWTON_STEPS = 3
 CG_MAX_ITER = 50
 CG_RTOL = 1e-4
 HVP_STEP = 1e-4
+
+
+def axpy(x: np.ndarray, y: np.ndarray, a: float) -> None:
+    """y += a * x in place, in one pass and without a temporary. x, y: (p,) float64, y contiguous."""
+    if y.size:
+        daxpy(x, y, a=a)
 
 
 class Schedule:
@@ -87,7 +94,7 @@ class Penalty:
     def add_grad(self, theta: np.ndarray, grad: np.ndarray) -> None:
         """grad += gradient of the L2 part at theta (in place)."""
         if self.l2:
-            grad[:self.n_coef] += self.l2 * theta[:self.n_coef]
+            axpy(theta[:self.n_coef], grad[:self.n_coef], a=self.l2)
 
     def prox(self, theta: np.ndarray, lr: float) -> None:
         """theta <- soft-threshold(theta, lr * l1) on the coef entries (in place)."""
@@ -119,7 +126,7 @@ class SGD:
 
     def step(self, theta: np.ndarray, grad: np.ndarray, lr: float) -> None:
         if self.momentum == 0:
-            theta -= lr * grad
+            axpy(grad, theta, a=-lr)
             return
         v = self.velocity
         v *= self.momentum

@@ -100,11 +100,10 @@ class Objective:
             self.scratch[shape] = np.empty(shape)
         return self.scratch[shape]
 
-    def evaluate(self, theta: np.ndarray, rows: np.ndarray | None = None,
-                 smooth_only: bool = False) -> tuple[float, np.ndarray]:
-        """(objective, gradient) at theta over all ranks' rows, or over the batch whose local part
-        is `rows` (indices into this rank's shard). The gradient excludes the L1 part; so does the
-        objective when smooth_only. The returned gradient is a reused buffer."""
+    def gradient(self, theta: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Gradient at theta (without the L1 part) over all ranks' rows, or over the batch whose
+        local part is `rows` (indices into this rank's shard); the mean loss is left in
+        self.batch_loss. The returned gradient is a reused buffer."""
         X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
         coef, intercept = self.split(theta)
         kernels.loss_grad_sums(self.loss, X, y, coef, intercept, self.buf[:self.size + 1],
@@ -117,9 +116,16 @@ class Objective:
             self.grad[self.n_coef:] = 0.0
         self.penalty.add_grad(theta, self.grad)
         self.batch_loss = self.buf[self.size] / count
+        return self.grad
+
+    def evaluate(self, theta: np.ndarray, rows: np.ndarray | None = None,
+                 smooth_only: bool = False) -> tuple[float, np.ndarray]:
+        """(objective, gradient) at theta: `gradient` and the penalized mean loss, without the L1
+        part when smooth_only."""
+        grad = self.gradient(theta, rows)
         w = theta[:self.n_coef]
         reg = 0.5 * self.penalty.l2 * float(w @ w) if smooth_only else self.penalty.value(theta)
-        return self.batch_loss + reg, self.grad
+        return self.batch_loss + reg, grad
 
 
 def _param_error(loss: str, solver: str, learning_rate: float, max_iter: int, tol: float,
@@ -293,10 +299,10 @@ def _run_mini_batch(objective, theta, solver, batch_size, offset, n_rows, learni
         for start in range(0, n_rows, batch_size):
             batch = order[start:start + batch_size]
             local = np.sort(batch[(batch >= offset) & (batch < stop)] - offset)
-            value, grad = objective.evaluate(theta, local)
+            grad = objective.gradient(theta, local)
             total += objective.batch_loss * len(batch)
             if callback is not None:
-                callback(t, _read_only(theta), value)
+                callback(t, _read_only(theta), objective.batch_loss + objective.penalty.value(theta))
             lr = lr_of(t)
             rule.step(theta, grad, lr)
             objective.penalty.prox(theta, lr)

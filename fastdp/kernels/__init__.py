@@ -252,17 +252,24 @@ def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend
     csr = len(parts) == 3
     block_rows = _block_rows(X, size)
     shape = (n_blocks(X.shape[0], block_rows), size)
-    if scratch is None:
-        scratch = np.empty(shape)
-    elif scratch.shape != shape or scratch.dtype != np.float64:
+    if scratch is not None and (scratch.shape != shape or scratch.dtype != np.float64):
         raise ValueError(f"scratch must be float64 of shape {shape}, got {scratch.dtype} {scratch.shape}")
+    direct = shape[0] <= 1 and out.flags.c_contiguous  # one block (or none): sums go straight to out
+    if direct:
+        sums = out.reshape(1, size)
+    else:
+        sums = np.empty(shape) if scratch is None else scratch
     multiclass = loss in MULTICLASS_LOSSES
     kernel = _BLOCK_KERNELS[backend, csr, multiclass]
     if multiclass:
-        kernel(*parts, y, coef, intercept, scratch, block_rows)
+        kernel(*parts, y, coef, intercept, sums, block_rows)
     else:
-        kernel(LOSS_CODES[loss], *parts, y, coef, intercept, scratch, block_rows)
-    return np.sum(scratch, axis=0, out=out)
+        kernel(LOSS_CODES[loss], *parts, y, coef, intercept, sums, block_rows)
+    if shape[0] == 0:
+        out[:] = 0.0
+    elif not direct:
+        np.sum(sums, axis=0, out=out)
+    return out
 
 
 def loss_grad(loss: str, X, y, coef, intercept, *, backend: str = "numba"):
