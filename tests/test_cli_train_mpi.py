@@ -33,6 +33,9 @@ def data(tmp_path_factory):
     lines = [",".join(f"{v:.17g}" for v in row) for row in rng.normal(size=(40, 3))]
     lines[34] = ",".join(["1.5", "oops", "2.5"])  # line 35: in rank 1's rows 20..39
     (directory / "bad.csv").write_text("\n".join(lines) + "\n")
+    mails = (directory / "mail.txt").read_text().splitlines()
+    mails[200] = "no label on this line"  # line 201: in rank 1's lines 152..301
+    (directory / "nolabel.txt").write_text("\n".join(mails) + "\n")
     return directory
 
 
@@ -60,13 +63,15 @@ def test_two_ranks_train_the_serial_model(tmp_path, data, command, capsys, name,
     assert fastdp.model_io.read_metadata(parallel)["config"]["ranks"] == 2
 
 
-@pytest.mark.parametrize("name,message", [
-    ("bad.csv", "fastdp: error: rank 1: {path}, line 35, column 2: 'oops' is not a number\n"),
-    ("missing.npy", "fastdp: error: {path}: no such file\n"),
+@pytest.mark.parametrize("name,model,message", [
+    ("bad.csv", "linear", "fastdp: error: rank 1: {path}, line 35, column 2: 'oops' is not a number\n"),
+    ("missing.npy", "linear", "fastdp: error: {path}: no such file\n"),
+    ("nolabel.txt", "logistic", "fastdp: error: rank 1: {path}, line 201: no TAB after a label; "
+                                "expected 'label<TAB>text', got 'no label on this line'\n"),
 ])
-def test_bad_input_ends_the_job_with_one_error_line(tmp_path, data, command, name, message):
+def test_bad_input_ends_the_job_with_one_error_line(tmp_path, data, command, name, model, message):
     path = str(data / name)
-    result = mpi_train(command, 2, ["--data", path, "--model", "linear", "--output",
+    result = mpi_train(command, 2, ["--data", path, "--model", model, "--output",
                                     str(tmp_path / "m.fdp")], timeout=60)
     assert result.returncode != 0 and result.stdout == ""
     assert result.stderr == message.format(path=path)
