@@ -20,13 +20,20 @@ class Progress:
         self.start = time.perf_counter()
         self.last_draw = -float("inf")
         self.drawn = False
+        self.pending: tuple[int, float] | None = None  # the latest state not yet drawn
 
     def update(self, step: int, objective: float) -> None:
         """Show that `step` (0-based) is done with this objective value (at most every min_interval s)."""
         now = time.perf_counter()
-        if not self.enabled or now - self.last_draw < self.min_interval:
+        if not self.enabled:
             return
-        self.last_draw = now
+        if now - self.last_draw < self.min_interval:
+            self.pending = (step, objective)
+            return
+        self._draw(step, objective, now)
+
+    def _draw(self, step: int, objective: float, now: float) -> None:
+        self.last_draw, self.pending = now, None
         done = min(step + 1, self.total)
         filled = WIDTH * done // self.total
         self.stream.write(f"\r[{'#' * filled}{'.' * (WIDTH - filled)}] {done}/{self.total}"
@@ -35,7 +42,9 @@ class Progress:
         self.drawn = True
 
     def close(self) -> None:
-        """End the bar's line."""
+        """Draw the last state and end the bar's line."""
+        if self.pending is not None:
+            self._draw(*self.pending, time.perf_counter())
         if self.enabled and self.drawn:
             self.stream.write("\n")
             self.stream.flush()

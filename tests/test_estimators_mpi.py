@@ -174,3 +174,12 @@ except ValueError as exc:
     assert result.lines("CAUGHT") == [
         f"CAUGHT {r} rank 1: y has label 12 but coef has 10 classes (labels must be 0..9)"
         for r in (0, 1)]
+
+
+def test_verbose_progress_bar_comes_from_rank_0_only(mpirun):
+    result = mpirun(2, PRELUDE + """
+X, y = my_rows(load_breast_cancer)
+LogisticRegression(verbose=True, solver="gd", max_iter=30, tol=0).fit(X, y)
+""", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("30/30  objective") == 1, result.stderr
