@@ -330,8 +330,11 @@ def _run_lbfgs(objective, theta, max_iter, tol, callback, progress):
             callback(len(history) - 1, _read_only(x), value)
         return value, grad.copy()
 
-    def on_iteration(x: np.ndarray) -> None:
-        progress.update(len(history), history[-1])
+    iterations = []
+
+    def on_iteration(x: np.ndarray) -> None:  # rank 0, once per L-BFGS iteration
+        progress.update(len(iterations), history[-1])
+        iterations.append(len(history))
 
     n_iter, converged = optim.lbfgs(evaluate, theta, objective.comm, max_iter=max_iter, tol=tol,
                                     callback=on_iteration)

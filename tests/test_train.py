@@ -3,7 +3,7 @@ import pytest
 
 from fastdp import kernels, partition, synthetic
 from fastdp.comm import SerialComm
-from fastdp.train import fit_gd
+from fastdp.train import fit, fit_gd
 
 
 def lstsq(X, y):
@@ -132,3 +132,76 @@ def test_non_contiguous_input_is_copied_and_fits_the_same():
     strided = fit_gd(wide[:, ::2], y[::-1][::-1], learning_rate=0.5, max_iter=20)
     plain = fit_gd(X, y, learning_rate=0.5, max_iter=20)
     assert np.array_equal(strided.coef, plain.coef)
+
+
+def ridge_exact(X, y, alpha):
+    m = len(X)
+    A = np.column_stack([X, np.ones(m)])
+    P = np.diag([alpha] * X.shape[1] + [0.0])
+    return np.linalg.solve(A.T @ A / m + P, A.T @ y / m)
+
+
+@pytest.mark.parametrize("kwargs,atol", [
+    ({"solver": "gd", "momentum": 0.9, "learning_rate": 0.1}, 1e-6),
+    ({"solver": "gd", "momentum": 0.9, "nesterov": True, "learning_rate": 0.1}, 1e-6),
+    ({"solver": "adam", "learning_rate": 0.05}, 5e-3),  # a constant step keeps Adam circling
+    ({"solver": "adam", "learning_rate": 0.05, "schedule": "cosine"}, 1e-6),
+    ({"solver": "sgd", "batch_size": 100, "learning_rate": 0.2, "schedule": "invscaling",
+      "power_t": 0.25, "max_iter": 200}, 5e-3),
+    ({"solver": "lbfgs"}, 1e-6),
+])
+def test_every_solver_reaches_the_ridge_solution(kwargs, atol):
+    X, y = synthetic.linear_regression(3_000, 4, seed=8)
+    result = fit(X, y, alpha=0.1, tol=0 if kwargs["solver"] != "lbfgs" else 1e-12,
+                 **{"max_iter": 1500, **kwargs})
+    np.testing.assert_allclose(np.append(result.coef, result.intercept),
+                               ridge_exact(X, y, 0.1), atol=atol)
+
+
+def test_adamw_decays_the_coefficients_not_the_intercept():
+    X, y = synthetic.linear_regression(2_000, 3, seed=9)
+    plain = fit(X, y, solver="adam", learning_rate=0.05, max_iter=800, tol=0)
+    decayed = fit(X, y, solver="adamw", weight_decay=0.5, learning_rate=0.05, max_iter=800, tol=0)
+    assert np.abs(decayed.coef).sum() < 0.9 * np.abs(plain.coef).sum()
+    assert abs(decayed.intercept - plain.intercept) < 0.5
+
+
+def test_lasso_by_proximal_gradient_zeroes_irrelevant_features():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(2_000, 6))
+    y = 3 * X[:, 0] - 2 * X[:, 1] + 0.1 * rng.normal(size=2_000)
+    result = fit(X, y, solver="gd", learning_rate=0.2, alpha=0.05, l1_ratio=1.0, max_iter=2000,
+                 tol=1e-10)
+    assert result.converged
+    assert np.all(result.coef[2:] == 0) and np.all(result.coef[:2] != 0)
+    # optimality of the lasso: |X_j.r / m| <= alpha on the zeroed features
+    r = y - X @ result.coef - result.intercept
+    assert np.all(np.abs(X[:, 2:].T @ r / len(y)) <= 0.05 + 1e-8)
+
+
+def test_softmax_on_csr_matches_dense():
+    import scipy.sparse as sp
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(600, 5)) * (rng.random((600, 5)) < 0.5)
+    y = np.argmax(X @ rng.normal(size=(5, 3)), axis=1)
+    dense = fit(X, y, loss="softmax", n_classes=3, solver="lbfgs", alpha=1e-2, tol=1e-12)
+    sparse = fit(sp.csr_matrix(X), y, loss="softmax", n_classes=3, solver="lbfgs", alpha=1e-2,
+                 tol=1e-12)
+    assert dense.coef.shape == (5, 3) and dense.intercept.shape == (3,)
+    np.testing.assert_allclose(sparse.coef, dense.coef, atol=1e-9)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"solver": "newton"}, "solver must be one of"),
+    ({"solver": "lbfgs", "alpha": 1.0, "l1_ratio": 0.5}, "solver='lbfgs' needs a smooth objective"),
+    ({"solver": "lbfgs", "loss": "hinge"}, "the hinge loss is not"),
+    ({"solver": "gd", "batch_size": 10}, "solver='gd' is full-batch"),
+    ({"solver": "sgd", "batch_size": 0}, "batch_size must be an integer >= 1"),
+    ({"l1_ratio": 2.0}, "l1_ratio must be in"),
+    ({"loss": "softmax"}, "n_classes must be an integer >= 2"),
+    ({"loss": "logistic"}, r"y must be -1 or \+1"),
+])
+def test_bad_solver_parameters(kwargs, message):
+    X, y = synthetic.linear_regression(10, 2)
+    with pytest.raises(ValueError, match=message):
+        fit(X, y, **kwargs)
