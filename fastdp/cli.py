@@ -101,7 +101,9 @@ def _add_train(sub: Any) -> None:
                         help=f"hashed features for text data (default {DEFAULT_TEXT_FEATURES})")
     train_.add_argument("--bigrams", action="store_true",
                         help="text data: hash pairs of adjacent words as well as words")
-    train_.add_argument("--verbose", action="store_true", help="progress bar on rank 0")
+    train_.add_argument("--verbose", action="store_true",
+                        help="progress bar on rank 0, then the training report (rows, compute and "
+                             "wait time per rank, imbalance)")
 
 
 def _add_predict(sub: Any) -> None:
@@ -236,7 +238,8 @@ def _train(args: argparse.Namespace) -> int:
         config = {"data": os.path.abspath(args.data), "format": shard.format, "model": args.model,
                   "label_column": args.label_column, "label_name": shard.label_name,
                   "feature_names": shard.feature_names, "n_rows": shard.n_rows,
-                  "ranks": comm.size, "fit_seconds": seconds,
+                  "ranks": comm.size, "fit_seconds": seconds, "partition": "contiguous",
+                  "training_report": estimator.training_report_,
                   metric: float(score) if np.isfinite(score) else None,
                   "fastdp_version": __version__}
         _collective(comm, lambda: save(estimator, args.output, featurizer=featurizer,
@@ -249,7 +252,19 @@ def _train(args: argparse.Namespace) -> int:
               f"{shard.n_rows} rows x {estimator.n_features_in_} features, {comm.size} rank(s)"
               f"{classes}, {estimator.n_iter_} iterations, {metric} {score:.6f}, "
               f"{seconds:.3f} s; saved {args.output}", flush=True)
+        if args.verbose:
+            print(_format_report(estimator.training_report_, "contiguous"), flush=True)
     return 0
+
+
+def _format_report(report: dict[str, Any], partition: str) -> str:
+    """The training report as a table: a line per rank, then the imbalance."""
+    lines = [f"{'rank':>4} {'rows':>10} {'compute s':>10} {'wait s':>10}"]
+    lines += [f"{r['rank']:>4} {r['rows']:>10} {r['compute_s']:>10.3f} {r['wait_s']:>10.3f}"
+              for r in report["ranks"]]
+    lines.append(f"imbalance (max/mean compute) {report['imbalance']:.3f}; "
+                 f"{report['evaluations']} evaluations; partition: {partition}")
+    return "\n".join(lines)
 
 
 def _predict(args: argparse.Namespace) -> int:

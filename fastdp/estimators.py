@@ -9,7 +9,8 @@ set_params, clone) and objective, so `fastdp.estimators.Ridge(alpha=1.0)` minimi
 rows this rank holds; the rows of all ranks together are the training set, and every rank ends with
 the same coef_, intercept_ and classes_ (the union of the labels seen on all ranks). A rank may hold
 no rows (shape (0, n_features)) when others do. Invalid input on any rank raises the same ValueError
-on every rank.
+on every rank. After fit, `training_report_` holds every rank's rows, time in its kernels and time
+waiting in the Allreduce, and the imbalance ratio (fastdp.train.training_report).
 
 scikit-learn's objectives, written as fastdp's mean loss + penalty (N = rows on all ranks):
 - LinearRegression:   (1/N) sum 1/2 (x.w + b - y)^2
@@ -117,6 +118,7 @@ class _Regressor(RegressorMixin, _LinearModel):
         self.intercept_ = float(result.intercept)
         self.n_iter_ = max(int(result.n_iter), 1)
         self.fit_result_ = result
+        self.training_report_ = result.report
         return self
 
     def _ridge_alpha_value(self) -> float:
@@ -232,6 +234,7 @@ class LogisticRegression(_Classifier):
             self.intercept_ = np.array(result.intercept, dtype=float)
         self.n_iter_ = max(int(result.n_iter), 1)
         self.fit_result_ = result
+        self.training_report_ = result.report
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -277,4 +280,5 @@ class LinearSVC(_Classifier):
         self.coef_ = np.array([r.coef for r in results])
         self.intercept_ = np.array([r.intercept for r in results], dtype=float)
         self.n_iter_ = max(max(int(r.n_iter) for r in results), 1)
+        self.training_report_ = train.combine_reports([r.report for r in results])
         return self

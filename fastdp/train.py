@@ -48,6 +48,7 @@ class FitResult:
 
     coef: (n,) for the scalar losses, (n, K) for softmax; intercept: float, or (K,) for softmax.
     n_iter: steps (full batch) or epochs (mini-batch); loss_history: objective per step / epoch.
+    report: the training report (see `training_report`).
     """
 
     coef: np.ndarray
@@ -60,6 +61,7 @@ class FitResult:
     n_ranks: int
     threads: dict[str, int]
     seconds: float
+    report: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 class Objective:
@@ -83,6 +85,9 @@ class Objective:
         self.buf = np.empty(self.size + 2)
         self.grad = np.empty(self.size)
         self.scratch: dict[tuple[int, int], np.ndarray] = {}  # the kernels' block sums, by shape
+        self.compute_seconds = 0.0  # this rank's time in its kernels (batch gathering included)
+        self.wait_seconds = 0.0  # this rank's time in the Allreduce, waiting for the others included
+        self.evaluations = 0
         self.batch_loss = 0.0
 
     def split(self, theta: np.ndarray) -> tuple[np.ndarray, float | np.ndarray]:
@@ -104,12 +109,17 @@ class Objective:
         """Gradient at theta (without the L1 part) over all ranks' rows, or over the batch whose
         local part is `rows` (indices into this rank's shard); the mean loss is left in
         self.batch_loss. The returned gradient is a reused buffer."""
+        start = time.perf_counter()
         X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
         coef, intercept = self.split(theta)
         kernels.loss_grad_sums(self.loss, X, y, coef, intercept, self.buf[:self.size + 1],
                                backend=self.backend, validate=False, scratch=self._scratch(X))
         self.buf[-1] = X.shape[0]
+        reduce = time.perf_counter()
         self.comm.allreduce_sum_(self.buf)
+        self.compute_seconds += reduce - start
+        self.wait_seconds += time.perf_counter() - reduce
+        self.evaluations += 1
         count = self.buf[-1]
         np.divide(self.buf[:self.size], count, out=self.grad)
         if not self.fit_intercept:
@@ -233,11 +243,40 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
                 n_iter_no_change, momentum, nesterov, beta1, beta2, weight_decay, random_state,
                 callback, progress)
     progress.close()
+    report = training_report(objective, rows_per_rank)
     coef, intercept = objective.split(theta)
     return FitResult(coef=np.array(coef), intercept=np.array(intercept) if K > 1 else intercept,
                      n_iter=n_iter, converged=converged, loss_history=np.array(history),
                      grad_norm=grad_norm, n_rows=sum(rows_per_rank), n_ranks=comm.size,
-                     threads=used_threads, seconds=time.perf_counter() - start)
+                     threads=used_threads, seconds=time.perf_counter() - start, report=report)
+
+
+def training_report(objective: Objective, rows_per_rank: list[int]) -> dict[str, Any]:
+    """Collective: every rank's rows, compute time and time waiting in the Allreduce, and the
+    imbalance ratio max/mean of the compute times (1.0 is perfect balance; 0 compute gives 1.0).
+
+    {"ranks": [{"rank", "rows", "compute_s", "wait_s"}, ...], "imbalance": float,
+     "evaluations": int}; the same dict on every rank.
+    """
+    times = objective.comm.allgather_obj((objective.compute_seconds, objective.wait_seconds))
+    compute = [c for c, _ in times]
+    mean = sum(compute) / len(compute)
+    return {"ranks": [{"rank": r, "rows": rows, "compute_s": c, "wait_s": w}
+                      for r, (rows, (c, w)) in enumerate(zip(rows_per_rank, times))],
+            "imbalance": max(compute) / mean if mean > 0 else 1.0,
+            "evaluations": objective.evaluations}
+
+
+def combine_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report for several fits on the same shards (one-vs-rest): times and evaluations add."""
+    ranks = [{"rank": r["rank"], "rows": r["rows"],
+              "compute_s": sum(rep["ranks"][i]["compute_s"] for rep in reports),
+              "wait_s": sum(rep["ranks"][i]["wait_s"] for rep in reports)}
+             for i, r in enumerate(reports[0]["ranks"])]
+    mean = sum(r["compute_s"] for r in ranks) / len(ranks)
+    return {"ranks": ranks,
+            "imbalance": max(r["compute_s"] for r in ranks) / mean if mean > 0 else 1.0,
+            "evaluations": sum(rep["evaluations"] for rep in reports)}
 
 
 def _read_only(theta: np.ndarray) -> np.ndarray:

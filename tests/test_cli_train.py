@@ -225,3 +225,15 @@ def test_console_script(tmp_path, data, command):
                      "--output", model, "--C", "-1", timeout=120)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == "fastdp: error: C must be a finite number > 0, got -1.0\n"
+
+
+def test_verbose_train_prints_the_training_report_and_saves_it(tmp_path, data, capsys):
+    model = str(tmp_path / "m.fdp")
+    assert main(["train", "--data", data["bc.npy"], "--model", "logistic", "--output", model,
+                 "--verbose"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["rank", "rows", "compute", "s", "wait", "s"]
+    assert out[2].split()[:2] == ["0", str(len(data["X"]))]
+    assert out[3].startswith("imbalance (max/mean compute) 1.000;") and "partition: contiguous" in out[3]
+    report = fastdp.model_io.read_metadata(model)["config"]["training_report"]
+    assert report["ranks"][0]["rows"] == len(data["X"]) and report["evaluations"] >= 1

@@ -183,3 +183,17 @@ LogisticRegression(verbose=True, solver="gd", max_iter=30, tol=0).fit(X, y)
 """, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("30/30  objective") == 1, result.stderr
+
+
+def test_training_report_has_every_ranks_rows_and_times(mpirun):
+    result = mpirun(3, PRELUDE + """
+X, y = load_breast_cancer(return_X_y=True)
+X = StandardScaler().fit_transform(X)
+rows = [slice(0, 100), slice(100, 500), slice(500, None)][comm.rank]
+report = LinearSVC(max_iter=20).fit(X[rows], y[rows]).training_report_
+say("REPORT", comm.rank, [(r["rank"], r["rows"], r["compute_s"] > 0, r["wait_s"] >= 0)
+                          for r in report["ranks"]], report["imbalance"] >= 1.0)
+""", timeout=60)
+    assert result.returncode == 0, result.stderr
+    expected = "[(0, 100, True, True), (1, 400, True, True), (2, 69, True, True)] True"
+    assert result.lines("REPORT") == [f"REPORT {r} {expected}" for r in range(3)]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fastdp import kernels, partition, synthetic
+from fastdp import kernels, partition, synthetic, train
 from fastdp.comm import SerialComm
 from fastdp.train import fit, fit_gd
 
@@ -205,3 +205,23 @@ def test_bad_solver_parameters(kwargs, message):
     X, y = synthetic.linear_regression(10, 2)
     with pytest.raises(ValueError, match=message):
         fit(X, y, **kwargs)
+
+
+def test_training_report_counts_rows_evaluations_and_times():
+    X, y = synthetic.linear_regression(5_000, 3, seed=10)
+    result = fit(X, y, solver="gd", learning_rate=0.5, max_iter=7, tol=0)
+    report = result.report
+    assert report["evaluations"] == 8  # steps 0..7
+    (rank,) = report["ranks"]
+    assert rank["rank"] == 0 and rank["rows"] == 5_000
+    assert rank["compute_s"] > 0 and rank["wait_s"] >= 0
+    assert report["imbalance"] == 1.0
+
+
+def test_combined_report_adds_times_per_rank():
+    one = {"ranks": [{"rank": 0, "rows": 5, "compute_s": 1.0, "wait_s": 0.5},
+                     {"rank": 1, "rows": 4, "compute_s": 3.0, "wait_s": 0.0}],
+           "imbalance": 1.5, "evaluations": 2}
+    both = train.combine_reports([one, one])
+    assert both["ranks"][1] == {"rank": 1, "rows": 4, "compute_s": 6.0, "wait_s": 0.0}
+    assert both["imbalance"] == 1.5 and both["evaluations"] == 4
