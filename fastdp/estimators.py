@@ -31,7 +31,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import train
+from . import kernels, train
 from .comm import Comm, raise_if_any, world
 
 SMOOTH_DEFAULT_SOLVER = "lbfgs"
@@ -92,12 +92,14 @@ class _LinearModel(BaseEstimator):
                          backend=self.backend, comm=comm, verbose=self.verbose)
 
     def _decision(self, X: Any) -> np.ndarray:
-        """Margins X @ coef_.T + intercept_: (m,) for one output, (m, K) for K."""
+        """Margins X @ coef_.T + intercept_: (m,) for one output, (m, K) for K. Each row's margins
+        do not depend on the other rows (fastdp.kernels.decision_function), so predictions are
+        bitwise the same however the rows are split across ranks."""
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
-        scores = X @ self.coef_.T + self.intercept_
-        return np.asarray(scores).ravel() if np.ndim(self.coef_) == 1 or self.coef_.shape[0] == 1 \
-            else np.asarray(scores)
+        if np.ndim(self.coef_) == 1 or self.coef_.shape[0] == 1:
+            return kernels.decision_function(X, np.ravel(self.coef_), np.ravel(self.intercept_)[0])
+        return kernels.decision_function(X, self.coef_.T, self.intercept_)
 
 
 def _global_rows(y: np.ndarray, comm: Comm) -> int:

@@ -329,3 +329,19 @@ def test_out_and_scratch_shapes_are_checked(loss, fmt):
         kernels.loss_grad_sums(loss, X, y, coef, b, np.empty(size, dtype=np.float32))
     with pytest.raises(ValueError, match=rf"scratch must be float64 of shape \(1, {size}\)"):
         kernels.loss_grad_sums(loss, X, y, coef, b, np.empty(size), scratch=np.empty((2, size)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_decision_function_rows_do_not_depend_on_the_other_rows(dtype):
+    """The margins of a row are bitwise the same computed alone, in a slice, or in the whole set:
+    what makes data-parallel prediction equal serial prediction bit for bit."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(1001, 37)).astype(dtype)
+    coef, coef_k = rng.normal(size=37), rng.normal(size=(37, 4))
+    for c, b in ((coef, 0.25), (coef_k, np.arange(4.0))):
+        whole = kernels.decision_function(X, c, b)
+        np.testing.assert_allclose(whole, X.astype(np.float64) @ c + b, rtol=1e-12, atol=1e-12)
+        for rows in (slice(0, 1), slice(3, 4), slice(500, 1001), slice(17, 600)):
+            assert np.array_equal(kernels.decision_function(X[rows], c, b), whole[rows])
+        assert np.array_equal(kernels.decision_function(sp.csr_matrix(X)[17:600], c, b),
+                              kernels.decision_function(sp.csr_matrix(X), c, b)[17:600])

@@ -24,7 +24,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from . import _cython_dense, _cython_sparse, numba_dense, numba_sparse, reference
+from . import _cython_dense, _cython_sparse, numba_dense, numba_margins, numba_sparse, reference
 from .losses import BINARY_LOSSES, LOSS_CODES, MULTICLASS_LOSSES
 
 BACKENDS: tuple[str, ...] = ("numba", "cython", "numpy")
@@ -287,13 +287,28 @@ def loss_grad(loss: str, X, y, coef, intercept, *, backend: str = "numba"):
 
 
 def decision_function(X, coef: np.ndarray, intercept) -> np.ndarray:
-    """Margins X @ coef + intercept of dense or CSR X, float64: (m,) for coef (n,), (m, K) for (n, K)."""
+    """Margins X @ coef + intercept of dense or CSR X, float64: (m,) for coef (n,), (m, K) for (n, K).
+
+    Each row's margins are computed on their own, in an order that does not depend on the other
+    rows (numba_margins.py for dense X; SciPy's row-by-row CSR product), so they are bitwise the
+    same however the rows are split across ranks.
+    """
     coef = np.asarray(coef, dtype=np.float64)
     if not (_is_csr(X) or isinstance(X, np.ndarray)) or X.ndim != 2:
         raise ValueError(f"X must be a 2-D NumPy array or scipy.sparse CSR matrix, got {type(X).__name__}")
     if coef.ndim not in (1, 2) or coef.shape[0] != X.shape[1]:
         raise ValueError(f"X has {X.shape[1]} features but coef has shape {coef.shape}")
-    return np.asarray(X @ coef, dtype=np.float64) + intercept
+    K = 1 if coef.ndim == 1 else coef.shape[1]
+    intercept = np.broadcast_to(np.asarray(intercept, dtype=np.float64), (K,))
+    if _is_csr(X):
+        margins = np.asarray(X @ coef, dtype=np.float64) + (intercept if coef.ndim == 2 else intercept[0])
+        return margins
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    out = np.empty((X.shape[0], K))
+    numba_margins.dense_margins(np.ascontiguousarray(X), np.ascontiguousarray(coef.reshape(X.shape[1], K).T),
+                                np.ascontiguousarray(intercept), out)
+    return out[:, 0] if coef.ndim == 1 else out
 
 
 def set_cython_threads(n: int) -> None:
