@@ -7,10 +7,11 @@ them; every rank takes the same step. The same code runs as one process or under
 
 from . import comm, kernels, partition
 from .comm import world
+from .infer import predict
 from .kernels import loss_grad
 from .model_io import load, save
 from .train import FitResult, fit_gd
 
 __version__ = "0.1.0"
-__all__ = ["FitResult", "comm", "fit_gd", "kernels", "load", "loss_grad", "partition", "save",
-           "world"]
+__all__ = ["FitResult", "comm", "fit_gd", "kernels", "load", "loss_grad", "partition", "predict",
+           "save", "world"]

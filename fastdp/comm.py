@@ -6,6 +6,11 @@
     comm.bcast_(buf, root=0)                   # in place
     comm.barrier()                             # sleeps while it waits: cheap for idle ranks
     comm.allgather_obj(obj)                    # pickled; small metadata only, never on a hot path
+    comm.bcast_obj(obj, root=0)                # pickled; small metadata only
+    comm.scatter_obj(objs, root=0)             # pickled; objs[r] to rank r (e.g. CSR row blocks)
+    comm.scatter_rows(X, counts, root=0)       # root's rows, counts[r] of them to rank r (Scatterv)
+    comm.gather_rows(local, counts, root=0)    # every rank's rows, in rank order, on root (Gatherv)
+                                               # or on all ranks with root=None (Allgatherv)
 
 MPI is used only when this process was started by an MPI launcher (mpiexec, srun, ...) or when
 mpi4py.MPI is already imported; otherwise `world()` is the serial communicator and MPI is never
@@ -24,6 +29,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -43,6 +49,17 @@ class Comm(Protocol):
     def bcast_(self, buf: np.ndarray, root: int = 0) -> np.ndarray: ...
     def barrier(self) -> None: ...
     def allgather_obj(self, obj: Any) -> list[Any]: ...
+    def bcast_obj(self, obj: Any, root: int = 0) -> Any: ...
+    def scatter_obj(self, objs: Sequence[Any] | None, root: int = 0) -> Any: ...
+    def scatter_rows(self, X: np.ndarray | None, counts: Sequence[int], root: int = 0) -> np.ndarray: ...
+    def gather_rows(self, local: np.ndarray, counts: Sequence[int],
+                    root: int | None = 0) -> np.ndarray | None: ...
+
+
+def _row_layout(counts: Sequence[int], row_size: int) -> tuple[list[int], list[int]]:
+    """Element counts and displacements of consecutive blocks of counts[r] rows of row_size each."""
+    sizes = [int(c) * row_size for c in counts]
+    return sizes, [sum(sizes[:r]) for r in range(len(sizes))]
 
 
 class SerialComm:
@@ -68,6 +85,25 @@ class SerialComm:
     def allgather_obj(self, obj: Any) -> list[Any]:
         """Every rank's obj, in rank order: with one rank, [obj]."""
         return [obj]
+
+    def bcast_obj(self, obj: Any, root: int = 0) -> Any:
+        """Root's obj on every rank: with one rank, obj."""
+        return obj
+
+    def scatter_obj(self, objs: Sequence[Any] | None, root: int = 0) -> Any:
+        """objs[r] to rank r: with one rank, objs[0]."""
+        return objs[0]
+
+    def scatter_rows(self, X: np.ndarray | None, counts: Sequence[int], root: int = 0) -> np.ndarray:
+        """counts[r] rows of root's X to rank r: with one rank, X itself."""
+        if list(counts) != [len(X)]:
+            raise ValueError(f"counts must be [{len(X)}] for one rank, got {list(counts)}")
+        return X
+
+    def gather_rows(self, local: np.ndarray, counts: Sequence[int],
+                    root: int | None = 0) -> np.ndarray | None:
+        """Every rank's rows in rank order: with one rank, local itself."""
+        return local
 
 
 class MPIComm:
@@ -104,6 +140,51 @@ class MPIComm:
     def allgather_obj(self, obj: Any) -> list[Any]:
         """Every rank's obj, in rank order (pickled: for small metadata)."""
         return self._comm.allgather(obj)
+
+    def bcast_obj(self, obj: Any, root: int = 0) -> Any:
+        """Root's obj on every rank (pickled: for small metadata)."""
+        return self._comm.bcast(obj, root=root)
+
+    def scatter_obj(self, objs: Sequence[Any] | None, root: int = 0) -> Any:
+        """Root's objs[r] to rank r (pickled); objs is ignored on the other ranks."""
+        return self._comm.scatter(objs, root=root)
+
+    def scatter_rows(self, X: np.ndarray | None, counts: Sequence[int], root: int = 0) -> np.ndarray:
+        """Rows of root's numeric array X, consecutive blocks of counts[r] rows to rank r
+        (MPI_Scatterv); X is ignored on the other ranks. Root checks the counts and tells every
+        rank the dtype and row shape, or the error, so a bad call raises everywhere."""
+        meta = None
+        if self.rank == root:
+            X = np.ascontiguousarray(X)
+            if X.ndim == 0 or sum(counts) != X.shape[0] or len(counts) != self.size:
+                meta = f"counts {list(counts)} do not split X of shape {X.shape} over {self.size} ranks"
+            else:
+                meta = (X.dtype.str, X.shape[1:])
+        meta = self._comm.bcast(meta, root=root)
+        if isinstance(meta, str):
+            raise ValueError(meta)
+        dtype, tail = np.dtype(meta[0]), tuple(meta[1])
+        local = np.empty((int(counts[self.rank]),) + tail, dtype)
+        sizes, displs = _row_layout(counts, int(np.prod(tail, dtype=np.int64)))
+        send = [X, (sizes, displs)] if self.rank == root else None
+        self._comm.Scatterv(send, local, root=root)
+        return local
+
+    def gather_rows(self, local: np.ndarray, counts: Sequence[int],
+                    root: int | None = 0) -> np.ndarray | None:
+        """Every rank's rows of a numeric array, in rank order (MPI_Gatherv), on root (None
+        elsewhere), or on every rank when root is None (MPI_Allgatherv). All ranks' local arrays
+        share dtype and row shape; counts[r] is rank r's row count."""
+        local = np.ascontiguousarray(local)
+        sizes, displs = _row_layout(counts, int(np.prod(local.shape[1:], dtype=np.int64)))
+        shape = (sum(int(c) for c in counts),) + local.shape[1:]
+        if root is None:
+            out = np.empty(shape, local.dtype)
+            self._comm.Allgatherv(local, [out, (sizes, displs)])
+            return out
+        out = np.empty(shape, local.dtype) if self.rank == root else None
+        self._comm.Gatherv(local, [out, (sizes, displs)] if self.rank == root else None, root=root)
+        return out
 
 
 def launched_by_mpi(environ: dict[str, str] | None = None) -> bool:

@@ -49,3 +49,14 @@ def test_raise_if_any():
         comm.raise_if_any(comm.SerialComm(), "X is bad")
     with pytest.raises(TypeError):
         comm.raise_if_any(comm.SerialComm(), "nope", TypeError)
+
+
+def test_serial_row_collectives_are_identities():
+    from fastdp.comm import SerialComm
+
+    comm = SerialComm()
+    X = np.arange(6.0).reshape(3, 2)
+    assert comm.scatter_rows(X, [3]) is X and comm.gather_rows(X, [3], root=None) is X
+    assert comm.bcast_obj({"a": 1}) == {"a": 1} and comm.scatter_obj(["only"]) == "only"
+    with pytest.raises(ValueError, match=r"counts must be \[3\] for one rank, got \[2\]"):
+        comm.scatter_rows(X, [2])

@@ -40,3 +40,33 @@ if c.rank == 0:
     assert result.lines("CAUGHT") == [f"CAUGHT {r} rank 1: bad shard" for r in range(n)]
     per_rank = threads.threads_per_rank(n)
     assert all(line.endswith(f" {per_rank}") for line in result.lines("OK"))
+
+
+def test_scatter_and_gather_rows_keep_the_order(mpirun):
+    result = mpirun(3, """
+import numpy as np
+from fastdp import world
+comm = world()
+X = np.arange(7 * 2, dtype=np.float32).reshape(7, 2) if comm.rank == 0 else None
+counts = [3, 0, 4]
+mine = comm.scatter_rows(X, counts)
+back = comm.gather_rows(mine * 10, counts, root=0)
+everywhere = comm.gather_rows(np.full((counts[comm.rank], 2), comm.rank, np.int64), counts, root=None)
+try:
+    comm.scatter_rows(X, [1, 1, 1])
+    error = None
+except ValueError as exc:
+    error = str(exc)
+lines = comm.allgather_obj(f"RANK {comm.rank} {mine.dtype} {mine.tolist()} "
+                           f"{None if back is None else back.ravel().tolist()} "
+                           f"{everywhere[:, 0].tolist()} {error}")
+if comm.rank == 0:
+    print("\\n".join(lines), flush=True)
+""", timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.lines("RANK")
+    full = [float(v) * 10 for v in range(14)]
+    error = "counts [1, 1, 1] do not split X of shape (7, 2) over 3 ranks"
+    assert lines[0] == f"RANK 0 float32 [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]] {full} [0, 0, 0, 2, 2, 2, 2] {error}"
+    assert lines[1] == f"RANK 1 float32 [] None [0, 0, 0, 2, 2, 2, 2] {error}"
+    assert lines[2].startswith("RANK 2 float32 [[6.0, 7.0], [8.0, 9.0], [10.0, 11.0], [12.0, 13.0]] None")
