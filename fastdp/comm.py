@@ -8,6 +8,9 @@
     comm.allgather_obj(obj)                    # pickled; small metadata only, never on a hot path
     comm.bcast_obj(obj, root=0)                # pickled; small metadata only
     comm.scatter_obj(objs, root=0)             # pickled; objs[r] to rank r (e.g. CSR row blocks)
+    comm.send_obj(obj, dest, tag)              # point to point, pickled (work queues)
+    comm.recv_obj(source=None, tag=None)       # -> (obj, source, tag); None: any
+    comm.iprobe(source=None, tag=None)         # is a message waiting?
     comm.scatter_rows(X, counts, root=0)       # root's rows, counts[r] of them to rank r (Scatterv)
     comm.gather_rows(local, counts, root=0)    # every rank's rows, in rank order, on root (Gatherv)
                                                # or on all ranks with root=None (Allgatherv)
@@ -52,6 +55,9 @@ class Comm(Protocol):
     def bcast_obj(self, obj: Any, root: int = 0) -> Any: ...
     def scatter_obj(self, objs: Sequence[Any] | None, root: int = 0) -> Any: ...
     def scatter_rows(self, X: np.ndarray | None, counts: Sequence[int], root: int = 0) -> np.ndarray: ...
+    def send_obj(self, obj: Any, dest: int, tag: int = 0) -> None: ...
+    def recv_obj(self, source: int | None = None, tag: int | None = None) -> tuple[Any, int, int]: ...
+    def iprobe(self, source: int | None = None, tag: int | None = None) -> bool: ...
     def gather_rows(self, local: np.ndarray, counts: Sequence[int],
                     root: int | None = 0) -> np.ndarray | None: ...
 
@@ -104,6 +110,18 @@ class SerialComm:
                     root: int | None = 0) -> np.ndarray | None:
         """Every rank's rows in rank order: with one rank, local itself."""
         return local
+
+    def send_obj(self, obj: Any, dest: int, tag: int = 0) -> None:
+        """Point to point: there is no other rank to send to."""
+        raise ValueError(f"a serial communicator has no rank {dest} to send to")
+
+    def recv_obj(self, source: int | None = None, tag: int | None = None) -> tuple[Any, int, int]:
+        """Point to point: there is no other rank to receive from."""
+        raise ValueError("a serial communicator has no other rank to receive from")
+
+    def iprobe(self, source: int | None = None, tag: int | None = None) -> bool:
+        """No message ever waits on a serial communicator."""
+        return False
 
 
 class MPIComm:
@@ -169,6 +187,26 @@ class MPIComm:
         send = [X, (sizes, displs)] if self.rank == root else None
         self._comm.Scatterv(send, local, root=root)
         return local
+
+    def send_obj(self, obj: Any, dest: int, tag: int = 0) -> None:
+        """obj to rank dest (pickled, MPI_Send)."""
+        self._comm.send(obj, dest=dest, tag=tag)
+
+    def recv_obj(self, source: int | None = None, tag: int | None = None) -> tuple[Any, int, int]:
+        """(obj, source, tag) of the next message from source with tag (None: any), waiting for
+        it with sleeps between polls, like barrier()."""
+        source = self._MPI.ANY_SOURCE if source is None else source
+        tag = self._MPI.ANY_TAG if tag is None else tag
+        status = self._MPI.Status()
+        while not self._comm.Iprobe(source=source, tag=tag, status=status):
+            time.sleep(BARRIER_POLL_SECONDS)
+        obj = self._comm.recv(source=status.Get_source(), tag=status.Get_tag())
+        return obj, status.Get_source(), status.Get_tag()
+
+    def iprobe(self, source: int | None = None, tag: int | None = None) -> bool:
+        """True when a message from source with tag (None: any) is waiting."""
+        return bool(self._comm.Iprobe(source=self._MPI.ANY_SOURCE if source is None else source,
+                                      tag=self._MPI.ANY_TAG if tag is None else tag))
 
     def gather_rows(self, local: np.ndarray, counts: Sequence[int],
                     root: int | None = 0) -> np.ndarray | None:

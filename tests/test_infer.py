@@ -44,6 +44,15 @@ def test_bad_input_and_schedule(digits):
     X, y = digits
     model = LogisticRegression(max_iter=5).fit(X, y)
     with pytest.raises(ValueError, match="schedule must be one of"):
-        fastdp.predict(model, X, schedule="dynamic")
+        fastdp.predict(model, X, schedule="guided")
+    with pytest.raises(ValueError, match="chunk_rows must be an integer >= 1, got 0"):
+        fastdp.predict(model, X, schedule="dynamic", chunk_rows=0)
     with pytest.raises(ValueError, match="X has 5 features, but LogisticRegression is expecting 64"):
         fastdp.predict(model, X[:, :5])
+
+
+def test_serial_dynamic_schedule_is_the_models(digits):
+    X, y = digits
+    model = LogisticRegression(max_iter=20).fit(X, y)
+    assert np.array_equal(fastdp.predict(model, X, schedule="dynamic", chunk_rows=5),
+                          model.predict(X))

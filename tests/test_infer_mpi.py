@@ -75,3 +75,61 @@ if comm.rank == 0:
     assert result.returncode == 0, result.stderr
     lines = result.lines("CAUGHT")
     assert len(lines) == 2 and all("rank 1: ValueError: X has 5 features" in line for line in lines)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_dynamic_schedule_equals_serial_in_order(mpirun, tmp_path, n):
+    result = mpirun(n, f"OUT = {str(tmp_path)!r}\n" + PRELUDE + """
+import time
+serial = fastdp.comm.SerialComm()
+logistic = LogisticRegression(max_iter=50, comm=serial).fit(X, y)
+svc = LinearSVC(max_iter=20, comm=serial).fit(X, NAMES[y])
+
+class Uneven:  # rows of the first tenth cost 20x the others: the work queue evens it out
+    def predict(self, rows):
+        time.sleep(0.0001 * len(rows) * (20 if rows[0, 0] < 0.1 else 1))
+        return logistic.predict(rows[:, 1:])
+
+mine = X if comm.rank == 0 else None
+out("labels", fastdp.predict(logistic, mine, schedule="dynamic", chunk_rows=7))
+out("proba", fastdp.predict(logistic, mine, schedule="dynamic", method="predict_proba"))
+out("names-all", fastdp.predict(svc, sp.csr_matrix(X) if comm.rank == 0 else None,
+                                schedule="dynamic", gather_to=None))
+out("few", fastdp.predict(logistic, X[:2] if comm.rank == 0 else None, schedule="dynamic"))
+key = np.linspace(0, 1, len(X))[:, None]
+out("uneven", fastdp.predict(Uneven(), np.hstack([key, X]) if comm.rank == 0 else None,
+                             schedule="dynamic", chunk_rows=20))
+""", timeout=120)
+    assert result.returncode == 0, result.stderr
+    X, logistic, svc = serial_models()
+    expected = {"labels": logistic.predict(X), "proba": logistic.predict_proba(X),
+                "few": logistic.predict(X[:2]), "uneven": logistic.predict(X)}
+    for tag, values in expected.items():
+        assert sorted(p.name for p in tmp_path.glob(f"{tag}-*.npy")) == [f"{tag}-0.npy"]
+        assert np.array_equal(np.load(tmp_path / f"{tag}-0.npy"), values), tag
+    for rank in range(n):
+        assert np.array_equal(np.load(tmp_path / f"names-all-{rank}.npy"), svc.predict(X))
+
+
+def test_dynamic_schedule_error_in_any_chunk_raises_everywhere(mpirun, tmp_path):
+    result = mpirun(3, f"OUT = {str(tmp_path)!r}\n" + PRELUDE + """
+class Picky:
+    def predict(self, rows):
+        if (rows[:, 0] == 150).any():
+            raise ValueError("row 150 is bad")
+        return rows[:, 0]
+
+rows = np.arange(400.0)[:, None] if comm.rank == 0 else None
+try:
+    fastdp.predict(Picky(), rows, schedule="dynamic", chunk_rows=10)
+    line = f"NO-ERROR {comm.rank}"
+except ValueError as exc:
+    line = f"CAUGHT {comm.rank} {exc}"
+lines = comm.allgather_obj(line)
+if comm.rank == 0:
+    print("\\n".join(lines), flush=True)
+""", timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.lines("CAUGHT")
+    assert len(lines) == 3 and all(": ValueError: row 150 is bad" in line for line in lines), lines
+    assert len({line.split(" ", 2)[2] for line in lines}) == 1  # the same message on every rank
