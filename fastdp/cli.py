@@ -7,8 +7,9 @@
 `train` runs as one process or under mpiexec: each rank reads only its rows of --data, the ranks
 fit one model together, rank 0 saves it and prints a summary. Text data (.txt/.tsv, one
 `label<TAB>text` line per row) is hashed into --n-features columns; the model file then holds the
-featurizer too. `predict` is serial. Bad input ends with one line `fastdp: error: ...` (printed by
-rank 0) and exit status 2 on every rank.
+featurizer too. `predict` runs the same way: each rank reads and predicts its rows, rank 0 writes
+them in order. Bad input ends with one line `fastdp: error: ...` (printed by rank 0) and exit
+status 2 on every rank.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from . import __version__, io, kernels, train
+from . import __version__, infer, io, kernels, train
 from .comm import Comm, world
 from .demo import DemoConfig, run
 from .estimators import LinearRegression, LinearSVC, LogisticRegression, Ridge
@@ -108,7 +109,7 @@ def _add_train(sub: Any) -> None:
 
 def _add_predict(sub: Any) -> None:
     predict = sub.add_parser(
-        "predict", help="predict with a saved model (serial)",
+        "predict", help="predict with a saved model; data-parallel under mpiexec",
         description="Write one prediction per row of --input to --output (.npy, .csv or .txt: one "
                     "value per line). A text model reads .txt/.tsv input where each line is one "
                     "document, or, with --labeled, a 'label<TAB>text' line. A numeric model reads "
@@ -212,16 +213,23 @@ def _training_data(args: argparse.Namespace, comm: Comm) -> tuple[io.Shard, Any,
 def _train_score(estimator: Any, X: Any, y: np.ndarray, classifier: bool,
                  comm: Comm) -> tuple[str, float]:
     """Accuracy (classifier) or R^2 (regressor) on the rows of all ranks."""
-    predictions = estimator.predict(X) if X.shape[0] else y[:0]
+    name, score = _score(estimator.predict(X) if X.shape[0] else y[:0], y, classifier, comm)
+    return f"train {name}", score
+
+
+def _score(predictions: np.ndarray, y: np.ndarray, classifier: bool,
+           comm: Comm) -> tuple[str, float]:
+    """Accuracy (classifier) or R^2 (regressor) of this rank's predictions of its labels y,
+    over the rows of all ranks (collective)."""
     if classifier:
         buf = np.array([np.sum(predictions == y), len(y)], dtype=np.float64)
         comm.allreduce_sum_(buf)
-        return "train accuracy", buf[0] / buf[1]
+        return "accuracy", buf[0] / buf[1]
     sums = comm.allreduce_sum_(np.array([np.sum(y), len(y)], dtype=np.float64))
     mean = sums[0] / sums[1]
     buf = np.array([np.sum((y - predictions) ** 2), np.sum((y - mean) ** 2)])
     comm.allreduce_sum_(buf)
-    return "train R^2", 1.0 - buf[0] / buf[1] if buf[1] > 0 else float("nan")
+    return "R^2", 1.0 - buf[0] / buf[1] if buf[1] > 0 else float("nan")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -268,33 +276,54 @@ def _format_report(report: dict[str, Any], partition: str) -> str:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    comm = world()
     try:
-        model = load(args.model)
+        model = _collective(comm, lambda: _prediction_model(args))
         text_model = isinstance(model, Pipeline)
-        text_input = io.file_format(args.input) == "text"
-        if text_model != text_input:
-            trained = "text" if text_model else "numeric"
-            raise ValueError(f"{args.model} was trained on {trained} data, but {args.input} is "
-                             f"{'text' if text_input else 'numeric'}")
         labeled = args.labeled or args.label_column is not None
-        shard = io.read_rows(args.input, label_column=args.label_column, labels=labeled)
-        if not text_model and shard.X.shape[1] != model.n_features_in_:
-            hint = ("; if one column is the label, add --labeled or --label-column"
-                    if shard.X.shape[1] == model.n_features_in_ + 1 and not labeled else "")
-            raise ValueError(f"{args.input} has {shard.X.shape[1]} feature columns, but "
-                             f"{args.model} expects {model.n_features_in_}{hint}")
-        predictions = model.predict(shard.X)
-        io.write_predictions(args.output, predictions)
-        summary = f"fastdp predict: {len(predictions)} predictions written to {args.output}"
+        shard = _collective(comm, lambda: _prediction_rows(args, model, labeled, comm))
+        n_local = len(shard.X)
+        local = _collective(comm, lambda: model.predict(shard.X) if n_local else None)
+        predictions = infer.gather_in_order(local, comm, 0, getattr(model, "classes_", None))
+        _collective(comm, lambda: io.write_predictions(args.output, predictions)
+                    if comm.rank == 0 else None)
+        score = ""
         if labeled:
             estimator = model.steps[-1][1] if text_model else model
             classifier = hasattr(estimator, "classes_")
-            y = _labels(shard.y, classifier, args.input)
-            summary += f", {'accuracy' if classifier else 'R^2'} {model.score(shard.X, y):.6f}"
+            y = _collective(comm, lambda: _labels(shard.y, classifier, args.input))
+            name, value = _score(local if n_local else y[:0], y, classifier, comm)
+            score = f", {name} {value:.6f}"
     except INPUT_ERRORS as exc:
-        return _fail(None, str(exc))
-    print(summary, flush=True)
+        return _fail(comm, str(exc))
+    if comm.rank == 0:
+        print(f"fastdp predict: {len(predictions)} predictions written to {args.output}{score}",
+              flush=True)
     return 0
+
+
+def _prediction_model(args: argparse.Namespace) -> Any:
+    """The saved model, checked against the kind of input (text or numeric)."""
+    model = load(args.model)
+    text_model = isinstance(model, Pipeline)
+    text_input = io.file_format(args.input) == "text"
+    if text_model != text_input:
+        trained = "text" if text_model else "numeric"
+        raise ValueError(f"{args.model} was trained on {trained} data, but {args.input} is "
+                         f"{'text' if text_input else 'numeric'}")
+    return model
+
+
+def _prediction_rows(args: argparse.Namespace, model: Any, labeled: bool, comm: Comm) -> io.Shard:
+    """This rank's rows of the prediction input, their feature count checked against the model."""
+    shard = io.read_rows(args.input, rank=comm.rank, size=comm.size,
+                         label_column=args.label_column, labels=labeled)
+    if not isinstance(model, Pipeline) and shard.X.shape[1] != model.n_features_in_:
+        hint = ("; if one column is the label, add --labeled or --label-column"
+                if shard.X.shape[1] == model.n_features_in_ + 1 and not labeled else "")
+        raise ValueError(f"{args.input} has {shard.X.shape[1]} feature columns, but "
+                         f"{args.model} expects {model.n_features_in_}{hint}")
+    return shard
 
 
 if __name__ == "__main__":

@@ -150,6 +150,15 @@ def predict(model: Any, X: Any = None, *, comm: Comm | None = None, method: str 
     local_X = _scatter(X, comm, root) if scatter else X
     result, error = _local_result(model, method, local_X)
     raise_if_any(comm, error)
+    return gather_in_order(result, comm, gather_to, getattr(model, "classes_", None))
+
+
+def gather_in_order(result: np.ndarray | None, comm: Comm, gather_to: int | None = 0,
+                    classes: np.ndarray | None = None) -> np.ndarray | None:
+    """Every rank's result rows, in rank order, on rank gather_to (None elsewhere) or on every
+    rank (gather_to=None). Collective. result: this rank's (m, ...) array, or None for no rows;
+    numeric arrays move with Gatherv; labels that are not numbers travel as their indices in the
+    sorted array `classes`."""
     metas = comm.allgather_obj(None if result is None else (len(result), result.dtype.str,
                                                              result.shape[1:]))
     known = [m for m in metas if m is not None]
@@ -159,11 +168,13 @@ def predict(model: Any, X: Any = None, *, comm: Comm | None = None, method: str 
     dtype = np.dtype(dtype)
     counts = [0 if m is None else m[0] for m in metas]
     codes = dtype.kind not in "biuf"
+    if codes and classes is None:
+        raise ValueError(f"results of dtype {dtype} need `classes` to travel as indices")
     if result is None:
         result = np.empty((0,) + tuple(tail), np.int64 if codes else dtype)
-    elif codes:  # labels that are not numbers travel as indices into classes_
-        result = np.searchsorted(model.classes_, result).astype(np.int64)
+    elif codes:
+        result = np.searchsorted(classes, result).astype(np.int64)
     gathered = comm.gather_rows(result, counts, root=gather_to)
     if gathered is None or not codes:
         return gathered
-    return np.asarray(model.classes_)[gathered]
+    return np.asarray(classes)[gathered]

@@ -76,3 +76,26 @@ def test_bad_input_ends_the_job_with_one_error_line(tmp_path, data, command, nam
     assert result.returncode != 0 and result.stdout == ""
     assert result.stderr == message.format(path=path)
     assert not os.path.exists(tmp_path / "m.fdp")
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("name,options,output", [
+    ("logistic.npy", ["--label-column", "-1"], "p.npy"),
+    ("mail.txt", ["--labeled"], "p.txt"),
+])
+def test_predict_on_n_ranks_writes_the_serial_predictions(tmp_path, data, command, capsys, n,
+                                                           name, options, output):
+    model = str(tmp_path / "m.fdp")
+    extra = ["--n-features", "4096"] if name.endswith(".txt") else []
+    assert main(["train", "--data", str(data / name), "--model", "logistic", "--output", model]
+                + extra) == 0
+    serial, parallel = str(tmp_path / f"serial-{output}"), str(tmp_path / output)
+    assert main(["predict", "--model", model, "--input", str(data / name), "--output", serial]
+                + options) == 0
+    serial_line = capsys.readouterr().out.splitlines()[-1]
+    result = command(find_mpiexec(), "-n", str(n), FASTDP, "predict", "--model", model, "--input",
+                     str(data / name), "--output", parallel, *options, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [serial_line.replace(serial, parallel)]
+    with open(serial, "rb") as a, open(parallel, "rb") as b:
+        assert a.read() == b.read()  # the same bytes: same predictions, same order
