@@ -8,6 +8,7 @@
     comm.allgather_obj(obj)                    # pickled; small metadata only, never on a hot path
     comm.bcast_obj(obj, root=0)                # pickled; small metadata only
     comm.scatter_obj(objs, root=0)             # pickled; objs[r] to rank r (e.g. CSR row blocks)
+    comm.alltoall_rows(rows, send, recv)       # send[q] rows to rank q, recv[q] from it (Alltoallv)
     comm.send_obj(obj, dest, tag)              # point to point, pickled (work queues)
     comm.recv_obj(source=None, tag=None)       # -> (obj, source, tag); None: any
     comm.iprobe(source=None, tag=None)         # is a message waiting?
@@ -55,6 +56,8 @@ class Comm(Protocol):
     def bcast_obj(self, obj: Any, root: int = 0) -> Any: ...
     def scatter_obj(self, objs: Sequence[Any] | None, root: int = 0) -> Any: ...
     def scatter_rows(self, X: np.ndarray | None, counts: Sequence[int], root: int = 0) -> np.ndarray: ...
+    def alltoall_rows(self, rows: np.ndarray, send: Sequence[int],
+                      recv: Sequence[int]) -> np.ndarray: ...
     def send_obj(self, obj: Any, dest: int, tag: int = 0) -> None: ...
     def recv_obj(self, source: int | None = None, tag: int | None = None) -> tuple[Any, int, int]: ...
     def iprobe(self, source: int | None = None, tag: int | None = None) -> bool: ...
@@ -110,6 +113,14 @@ class SerialComm:
                     root: int | None = 0) -> np.ndarray | None:
         """Every rank's rows in rank order: with one rank, local itself."""
         return local
+
+    def alltoall_rows(self, rows: np.ndarray, send: Sequence[int],
+                      recv: Sequence[int]) -> np.ndarray:
+        """Rows exchanged between ranks: with one rank, rows itself."""
+        if list(send) != [len(rows)] or list(recv) != [len(rows)]:
+            raise ValueError(f"send and recv must be [{len(rows)}] for one rank, got "
+                             f"{list(send)} and {list(recv)}")
+        return rows
 
     def send_obj(self, obj: Any, dest: int, tag: int = 0) -> None:
         """Point to point: there is no other rank to send to."""
@@ -187,6 +198,17 @@ class MPIComm:
         send = [X, (sizes, displs)] if self.rank == root else None
         self._comm.Scatterv(send, local, root=root)
         return local
+
+    def alltoall_rows(self, rows: np.ndarray, send: Sequence[int],
+                      recv: Sequence[int]) -> np.ndarray:
+        """Consecutive blocks of send[q] of this rank's rows go to rank q, and recv[q] rows come
+        from rank q, stacked in rank order (MPI_Alltoallv). Every rank's rows share dtype and
+        row shape."""
+        rows = np.ascontiguousarray(rows)
+        row_size = int(np.prod(rows.shape[1:], dtype=np.int64))
+        out = np.empty((sum(int(c) for c in recv),) + rows.shape[1:], rows.dtype)
+        self._comm.Alltoallv([rows, _row_layout(send, row_size)], [out, _row_layout(recv, row_size)])
+        return out
 
     def send_obj(self, obj: Any, dest: int, tag: int = 0) -> None:
         """obj to rank dest (pickled, MPI_Send)."""

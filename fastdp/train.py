@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from . import kernels, optim, threads
+from . import balance, kernels, optim, threads
 from .comm import Comm, raise_if_any, world
 from .progress import Progress
 from .validation import check_shard
@@ -70,12 +70,19 @@ class Objective:
         f(theta) = (1/rows) * sum over rows of loss(x, y; coef, intercept) + penalty(coef)
 
     theta = [coef.ravel(), intercept] (p = n*K + K values). `evaluate` is collective: every rank
-    calls it with the same theta, and it performs exactly one Allreduce.
+    calls it with the same theta, and it performs exactly one Allreduce (and, with a load
+    balancer, every `rebalance_every` full-batch evaluations, the balancer's exchange).
+    ranges: every rank's global rows, in rank order (contiguous).
     """
 
     def __init__(self, X: Any, y: np.ndarray, loss: str, n_outputs: int, penalty: optim.Penalty,
-                 fit_intercept: bool, backend: str, comm: Comm) -> None:
+                 fit_intercept: bool, backend: str, comm: Comm, ranges: list[range],
+                 balancer: balance.LoadBalancer | None = None, rebalance_every: int = 10) -> None:
         self.X, self.y, self.loss, self.backend, self.comm = X, y, loss, backend, comm
+        self.ranges, self.balancer, self.rebalance_every = ranges, balancer, rebalance_every
+        self.rebalances = 0
+        self.slowdown = balance.slowdown_factor(comm.rank)
+        self._since = [0, 0.0]  # full-batch evaluations and compute seconds since the last check
         self.n_features = X.shape[1]
         self.K = n_outputs
         self.n_coef = self.n_features * n_outputs
@@ -109,15 +116,22 @@ class Objective:
         """Gradient at theta (without the L1 part) over all ranks' rows, or over the batch whose
         local part is `rows` (indices into this rank's shard); the mean loss is left in
         self.batch_loss. The returned gradient is a reused buffer."""
+        if rows is None and self.balancer is not None:
+            self._maybe_rebalance()
         start = time.perf_counter()
         X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
         coef, intercept = self.split(theta)
         kernels.loss_grad_sums(self.loss, X, y, coef, intercept, self.buf[:self.size + 1],
                                backend=self.backend, validate=False, scratch=self._scratch(X))
+        if self.slowdown > 1.0:  # FASTDP_SLOWDOWN: this rank plays a slower node
+            time.sleep((self.slowdown - 1.0) * (time.perf_counter() - start))
         self.buf[-1] = X.shape[0]
         reduce = time.perf_counter()
         self.comm.allreduce_sum_(self.buf)
         self.compute_seconds += reduce - start
+        if rows is None:
+            self._since[0] += 1
+            self._since[1] += reduce - start
         self.wait_seconds += time.perf_counter() - reduce
         self.evaluations += 1
         count = self.buf[-1]
@@ -127,6 +141,19 @@ class Objective:
         self.penalty.add_grad(theta, self.grad)
         self.batch_loss = self.buf[self.size] / count
         return self.grad
+
+    def _maybe_rebalance(self) -> None:
+        """Every rebalance_every full-batch evaluations: ask the balancer (collective) and, when it
+        proposes a better partition, move the rows there (Alltoallv)."""
+        if self._since[0] < self.rebalance_every:
+            return
+        proposal = self.balancer.propose(self.X.shape[0], self._since[1])
+        self._since = [0, 0.0]
+        if proposal is not None:
+            self.X, self.y = balance.redistribute(self.comm, [self.X, self.y], self.ranges, proposal)
+            self.ranges = proposal
+            self.scratch = {}
+            self.rebalances += 1
 
     def evaluate(self, theta: np.ndarray, rows: np.ndarray | None = None,
                  smooth_only: bool = False) -> tuple[float, np.ndarray]:
@@ -168,6 +195,21 @@ def _param_error(loss: str, solver: str, learning_rate: float, max_iter: int, to
     return None
 
 
+def _rebalance_error(X: Any, solver: str, batch_size: int | None, every: int,
+                     threshold: float) -> str | None:
+    """What stops rebalancing with these settings, or None."""
+    if sp.issparse(X):
+        return "rebalance=True needs dense X (moving CSR rows between ranks is not supported)"
+    if solver == "sgd" or batch_size is not None:
+        return ("rebalance=True works with the full-batch solvers ('gd', 'adam' or 'adamw' "
+                "without batch_size, 'lbfgs')")
+    if int(every) != every or every < 1:
+        return f"rebalance_every must be an integer >= 1, got {every!r}"
+    if not 0 <= threshold < 1:
+        return f"rebalance_threshold must be in [0, 1), got {threshold!r}"
+    return None
+
+
 def _agree_on_shapes(X: Any, comm: Comm) -> tuple[int, list[int]]:
     """(n_features, rows per rank), after checking every rank has the same feature count."""
     shapes = comm.allgather_obj((X.shape[0], X.shape[1]))
@@ -187,7 +229,8 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
         momentum: float = 0.0, nesterov: bool = False, beta1: float = 0.9, beta2: float = 0.999,
         weight_decay: float = 0.01, n_iter_no_change: int = 5, random_state: int = 0,
         backend: str = "numba", comm: Comm | None = None, callback: Callback | None = None,
-        verbose: bool = False) -> FitResult:
+        verbose: bool = False, rebalance: bool = False, rebalance_every: int = 10,
+        rebalance_threshold: float = 0.05) -> FitResult:
     """Fit a linear model data-parallel on the rows this rank holds; every rank gets the same model.
 
     Minimizes (1/rows) * sum over ALL ranks' rows of loss(x.coef + intercept, y)
@@ -205,6 +248,10 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     comm: the communicator (default fastdp.comm.world(): MPI under mpiexec, else serial).
     callback(step, theta, objective): on every rank after each step's reduction; theta read-only.
     verbose: a progress bar on rank 0's stderr.
+    rebalance: every rebalance_every full-batch evaluations, move rows from slow ranks to fast
+       ones when that predicts a step faster by more than rebalance_threshold (fastdp.balance;
+       dense X and full-batch solvers: 'gd', 'adam'/'adamw' without batch_size, 'lbfgs'). The
+       ranks' rows are then no longer the ones passed in; the model is the same up to rounding.
     Bad parameters or data on any rank raise the same ValueError on every rank.
     """
     comm = world() if comm is None else comm
@@ -212,6 +259,8 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
                          backend)
     if error is None and loss == "softmax" and not (isinstance(n_classes, int) and n_classes >= 2):
         error = f"n_classes must be an integer >= 2 for the softmax loss, got {n_classes!r}"
+    if error is None and rebalance:
+        error = _rebalance_error(X, solver, batch_size, rebalance_every, rebalance_threshold)
     if error is None:
         X, y, error = check_shard(X, y, loss, n_classes)
     raise_if_any(comm, error)
@@ -222,7 +271,11 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
         X = sp.csr_matrix(X)  # row selection (X[rows]) returns CSR for csr_matrix
 
     penalty = optim.Penalty(alpha, l1_ratio, n * K)
-    objective = Objective(X, y, loss, K, penalty, fit_intercept, backend, comm)
+    offsets = np.cumsum([0] + rows_per_rank)
+    ranges = [range(int(a), int(b)) for a, b in zip(offsets[:-1], offsets[1:])]
+    balancer = balance.LoadBalancer(comm, rebalance_threshold) if rebalance else None
+    objective = Objective(X, y, loss, K, penalty, fit_intercept, backend, comm, ranges, balancer,
+                          rebalance_every)
     theta = comm.bcast_(np.zeros(objective.size))
     progress = Progress(max_iter, enabled=verbose and comm.rank == 0)
     start = time.perf_counter()
@@ -243,7 +296,7 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
                 n_iter_no_change, momentum, nesterov, beta1, beta2, weight_decay, random_state,
                 callback, progress)
     progress.close()
-    report = training_report(objective, rows_per_rank)
+    report = training_report(objective)
     coef, intercept = objective.split(theta)
     return FitResult(coef=np.array(coef), intercept=np.array(intercept) if K > 1 else intercept,
                      n_iter=n_iter, converged=converged, loss_history=np.array(history),
@@ -251,20 +304,24 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
                      threads=used_threads, seconds=time.perf_counter() - start, report=report)
 
 
-def training_report(objective: Objective, rows_per_rank: list[int]) -> dict[str, Any]:
-    """Collective: every rank's rows, compute time and time waiting in the Allreduce, and the
-    imbalance ratio max/mean of the compute times (1.0 is perfect balance; 0 compute gives 1.0).
+def training_report(objective: Objective) -> dict[str, Any]:
+    """Collective: every rank's rows (at the end), compute time and time waiting in the
+    Allreduce, the imbalance ratio max/mean of the compute times (1.0 is perfect balance; 0
+    compute gives 1.0), the final partition and how many times the balancer moved rows.
 
     {"ranks": [{"rank", "rows", "compute_s", "wait_s"}, ...], "imbalance": float,
-     "evaluations": int}; the same dict on every rank.
+     "evaluations": int, "partition": [[start, stop], ...], "rebalances": int}; the same dict
+    on every rank.
     """
+    rows_per_rank = [len(p) for p in objective.ranges]
     times = objective.comm.allgather_obj((objective.compute_seconds, objective.wait_seconds))
     compute = [c for c, _ in times]
     mean = sum(compute) / len(compute)
     return {"ranks": [{"rank": r, "rows": rows, "compute_s": c, "wait_s": w}
                       for r, (rows, (c, w)) in enumerate(zip(rows_per_rank, times))],
             "imbalance": max(compute) / mean if mean > 0 else 1.0,
-            "evaluations": objective.evaluations}
+            "evaluations": objective.evaluations,
+            "partition": balance.describe(objective.ranges), "rebalances": objective.rebalances}
 
 
 def combine_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
@@ -276,7 +333,9 @@ def combine_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     mean = sum(r["compute_s"] for r in ranks) / len(ranks)
     return {"ranks": ranks,
             "imbalance": max(r["compute_s"] for r in ranks) / mean if mean > 0 else 1.0,
-            "evaluations": sum(rep["evaluations"] for rep in reports)}
+            "evaluations": sum(rep["evaluations"] for rep in reports),
+            "partition": reports[-1]["partition"],
+            "rebalances": sum(rep["rebalances"] for rep in reports)}
 
 
 def _read_only(theta: np.ndarray) -> np.ndarray:

@@ -221,7 +221,7 @@ def test_training_report_counts_rows_evaluations_and_times():
 def test_combined_report_adds_times_per_rank():
     one = {"ranks": [{"rank": 0, "rows": 5, "compute_s": 1.0, "wait_s": 0.5},
                      {"rank": 1, "rows": 4, "compute_s": 3.0, "wait_s": 0.0}],
-           "imbalance": 1.5, "evaluations": 2}
+           "imbalance": 1.5, "evaluations": 2, "partition": [[0, 5], [5, 9]], "rebalances": 1}
     both = train.combine_reports([one, one])
     assert both["ranks"][1] == {"rank": 1, "rows": 4, "compute_s": 6.0, "wait_s": 0.0}
-    assert both["imbalance"] == 1.5 and both["evaluations"] == 4
+    assert both["imbalance"] == 1.5 and both["evaluations"] == 4 and both["rebalances"] == 2
