@@ -2,15 +2,16 @@
 
 Each rank times its own kernel work (train.Objective: compute time, not the time spent waiting
 in the Allreduce). Every few full-batch evaluations the ranks share (rows, seconds); an
-exponential moving average of each rank's rows per second is its capacity; `plan` proposes the
+exponential moving average of each rank's rows per second is its capacity (restarted after each
+move: ranks sharing memory bandwidth run at speeds that depend on the partition); `plan` proposes the
 contiguous partition whose sizes follow the capacities (partition.weighted) and keeps it only when
 the predicted step time, max over ranks of rows / rate, improves by more than `threshold`. Rows
 then move between ranks with one Alltoallv (`redistribute`), keeping the global row order. The
 step is a sum over all rows, so the parameters change by no more than the order of additions.
 
-FASTDP_SLOWDOWN="1:2.0,3:1.5" (for tests and benchmarks) makes rank 1 take 2x and rank 3 1.5x
-the time of its kernel work: after each kernel call the rank sleeps (factor - 1) times the call's
-duration, as if its cores were that much slower.
+FASTDP_SLOWDOWN="1:2.0,3:1.5" (for tests and benchmarks) makes rank 1 do its kernel work twice
+and rank 3 once and then sleep half the kernel's time: int(factor) runs of the kernel (the extra
+ones into a throwaway buffer), then a sleep for the fraction left, as a node that much slower.
 """
 
 from __future__ import annotations
@@ -67,20 +68,22 @@ class LoadBalancer:
             raise ValueError(f"smoothing must be in (0, 1], got {smoothing!r}")
         self.comm, self.threshold, self.smoothing = comm, threshold, smoothing
         self.rates: list[float] | None = None
-
+        self.moved = False  # rates measured before a move describe another partition: restart
     def propose(self, rows: int, seconds: float) -> list[range] | None:
         """Collective: share this rank's rows and compute seconds since the last call, update the
         averaged rates, and return the new partition every rank should move to, or None."""
         observed = self.comm.allgather_obj((rows, seconds))
         fresh = [m / s if m and s > 0 else None for m, s in observed]
-        if self.rates is None:
+        if self.rates is None or self.moved:
             known = [r for r in fresh if r is not None]
             self.rates = [r if r is not None else (max(known) if known else 1.0) for r in fresh]
         else:
             a = self.smoothing
             self.rates = [old if new is None else a * new + (1 - a) * old
                           for old, new in zip(self.rates, fresh)]
-        return plan([m for m, _ in observed], self.rates, self.threshold)
+        proposal = plan([m for m, _ in observed], self.rates, self.threshold)
+        self.moved = proposal is not None
+        return proposal
 
 
 def redistribute(comm: Comm, arrays: list[np.ndarray], old: list[range],

@@ -124,7 +124,7 @@ class Objective:
         kernels.loss_grad_sums(self.loss, X, y, coef, intercept, self.buf[:self.size + 1],
                                backend=self.backend, validate=False, scratch=self._scratch(X))
         if self.slowdown > 1.0:  # FASTDP_SLOWDOWN: this rank plays a slower node
-            time.sleep((self.slowdown - 1.0) * (time.perf_counter() - start))
+            self._slow_down(X, y, coef, intercept, time.perf_counter() - start)
         self.buf[-1] = X.shape[0]
         reduce = time.perf_counter()
         self.comm.allreduce_sum_(self.buf)
@@ -142,9 +142,20 @@ class Objective:
         self.batch_loss = self.buf[self.size] / count
         return self.grad
 
+    def _slow_down(self, X: Any, y: np.ndarray, coef: np.ndarray, intercept: Any,
+                   seconds: float) -> None:
+        """FASTDP_SLOWDOWN's factor f: do the kernel work int(f) times in all (into a throwaway
+        buffer), then sleep for the fraction of f left, as a node f times slower would."""
+        spare = np.empty(self.size + 1)
+        for _ in range(int(self.slowdown) - 1):
+            kernels.loss_grad_sums(self.loss, X, y, coef, intercept, spare, backend=self.backend,
+                                   validate=False, scratch=self._scratch(X))
+        time.sleep((self.slowdown - int(self.slowdown)) * seconds)
+
     def _maybe_rebalance(self) -> None:
         """Every rebalance_every full-batch evaluations: ask the balancer (collective) and, when it
-        proposes a better partition, move the rows there (Alltoallv)."""
+        proposes a better partition, move the rows there (Alltoallv) and double the interval, so
+        noisy timings cannot make the rows swing back and forth."""
         if self._since[0] < self.rebalance_every:
             return
         proposal = self.balancer.propose(self.X.shape[0], self._since[1])
@@ -154,6 +165,7 @@ class Objective:
             self.ranges = proposal
             self.scratch = {}
             self.rebalances += 1
+            self.rebalance_every *= 2  # back off: each move must be earned over a longer window
 
     def evaluate(self, theta: np.ndarray, rows: np.ndarray | None = None,
                  smooth_only: bool = False) -> tuple[float, np.ndarray]:
