@@ -193,6 +193,16 @@ def _estimator_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
+def _agree_on_rows(shard: io.Shard, path: str, comm: Comm) -> None:
+    """Collective: every rank must have seen the same number of rows in the file (a file that
+    changes while the ranks read it would otherwise lose or repeat rows)."""
+    seen = comm.allgather_obj(shard.n_rows)
+    if len(set(seen)) > 1:
+        raise ValueError(f"{path}: the ranks see different row counts ("
+                         + ", ".join(f"rank {r}: {n}" for r, n in enumerate(seen))
+                         + "); was the file changed while it was read?")
+
+
 def _training_data(args: argparse.Namespace, comm: Comm) -> tuple[io.Shard, Any, np.ndarray,
                                                                   HashingFeaturizer | None]:
     """(shard, X, y, featurizer) of this rank's rows of --data."""
@@ -237,6 +247,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         params = _collective(comm, lambda: _estimator_params(args))
         shard, X, y, featurizer = _collective(comm, lambda: _training_data(args, comm))
+        _agree_on_rows(shard, args.data, comm)
         estimator = MODELS[args.model](**params, verbose=args.verbose, comm=comm)
         start = time.perf_counter()
         estimator.fit(X, y)
@@ -282,6 +293,7 @@ def _predict(args: argparse.Namespace) -> int:
         text_model = isinstance(model, Pipeline)
         labeled = args.labeled or args.label_column is not None
         shard = _collective(comm, lambda: _prediction_rows(args, model, labeled, comm))
+        _agree_on_rows(shard, args.input, comm)
         n_local = len(shard.X)
         local = _collective(comm, lambda: model.predict(shard.X) if n_local else None)
         predictions = infer.gather_in_order(local, comm, 0, getattr(model, "classes_", None))

@@ -41,6 +41,7 @@ FORMATS: dict[str, str] = {".npy": "npy", ".csv": "csv", ".parquet": "parquet", 
                            ".txt": "text", ".tsv": "text"}
 PREDICTION_FORMATS: tuple[str, ...] = (".npy", ".csv", ".txt")
 CHUNK_BYTES = 1 << 20
+NPY_BLOCK_BYTES = 64 << 20  # rows of a .npy file are copied this much at a time
 NUMERIC_KINDS = "biuf"
 
 
@@ -165,13 +166,36 @@ def _read_npy(path: str, rank: int, size: int, label_column: int | str | None,
                          f"got {label_column!r}")
     label = _label_index(path, label_column, None, n_columns) if labels else None
     rows = contiguous_range(n_rows, size, rank)
-    block = data[rows.start:rows.stop]  # a view of the memory map: only these rows are ever read
     dtype = data.dtype if data.dtype in (np.float32, np.float64) else np.float64
-    if label is None:
-        X = np.array(block, dtype=dtype, order="C")
-        return Shard(X, None, rows, n_rows, None, None, "npy")
-    X, y, _, _ = _split_label(path, block, label, None)
-    return Shard(X.astype(dtype, copy=False), y, rows, n_rows, None, None, "npy")
+    features = [j for j in range(n_columns) if j != label]
+    if not features:
+        raise ValueError(f"{path}: the file has only the label column, no feature columns")
+    X = np.empty((len(rows), len(features)), dtype)
+    y = None if label is None else np.empty(len(rows), data.dtype)
+    for start, block in _npy_row_blocks(path, data, rows):
+        X[start:start + len(block)] = block[:, features]
+        if y is not None:
+            y[start:start + len(block)] = block[:, label]
+    return Shard(X, y, rows, n_rows, None, None, "npy")
+
+
+def _npy_row_blocks(path: str, data: np.ndarray, rows: range) -> Iterator[tuple[int, np.ndarray]]:
+    """(offset within rows, block) for consecutive blocks of about NPY_BLOCK_BYTES of the rows.
+
+    A C-ordered file maps one block at a time and unmaps it before the next, so the pages read
+    from the file never pile up in this process's memory next to the copy: peak memory stays near
+    the rank's share of the file. A Fortran-ordered file is read through its one memory map."""
+    row_bytes = data.dtype.itemsize * data.shape[1]
+    step = max(1, NPY_BLOCK_BYTES // row_bytes)
+    for start in range(0, len(rows), step):
+        stop = min(len(rows), start + step)
+        if not data.flags.c_contiguous:
+            yield start, data[rows.start + start:rows.start + stop]
+            continue
+        block = np.memmap(path, data.dtype, mode="r", shape=(stop - start, data.shape[1]),
+                          offset=data.offset + (rows.start + start) * row_bytes)
+        yield start, block
+        del block  # munmap: these pages leave the resident set
 
 
 # --- lines of a file -----------------------------------------------------------------------------

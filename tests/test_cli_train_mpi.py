@@ -99,3 +99,25 @@ def test_predict_on_n_ranks_writes_the_serial_predictions(tmp_path, data, comman
     assert result.stdout.splitlines() == [serial_line.replace(serial, parallel)]
     with open(serial, "rb") as a, open(parallel, "rb") as b:
         assert a.read() == b.read()  # the same bytes: same predictions, same order
+
+
+def test_ranks_seeing_different_row_counts_is_an_error(tmp_path, data, command, monkeypatch):
+    """A file that changes between the ranks' reads: rank 1 reads a longer copy."""
+    short, long_ = tmp_path / "short.npy", tmp_path / "long.npy"
+    table = np.load(data / "logistic.npy")
+    np.save(short, table[:1000])
+    np.save(long_, table[:1500])
+    script = tmp_path / "swap.py"
+    script.write_text(
+        "import sys, fastdp.io as io\n"
+        "from fastdp import world\n"
+        "from fastdp.cli import main\n"
+        "real = io.read_rows\n"
+        f"io.read_rows = lambda path, **kw: real({str(long_)!r} if kw['rank'] == 1 else path, **kw)\n"
+        f"sys.exit(main(['train', '--data', {str(short)!r}, '--model', 'logistic', "
+        f"'--output', {str(tmp_path / 'm.fdp')!r}]))\n")
+    result = command(find_mpiexec(), "-n", "2", sys.executable, str(script), timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == (f"fastdp: error: {short}: the ranks see different row counts (rank 0: "
+                             "1000, rank 1: 1500); was the file changed while it was read?\n")
+    assert not (tmp_path / "m.fdp").exists()

@@ -84,29 +84,31 @@ def test_each_rank_reads_exactly_its_rows_and_together_the_whole_file(tmp_path, 
     assert shards[0].label_name == ("label" if named else None)
 
 
-def test_npy_rank_copies_only_its_rows_out_of_the_memory_map(tmp_path, monkeypatch):
+def test_npy_rank_maps_and_copies_only_its_rows(tmp_path, monkeypatch):
     path = write(tmp_path, "npy", N_ROWS)
-    indexed = []
+    maps = []
+    real_memmap = np.memmap
 
-    class Spy(np.memmap):
+    class Spy(real_memmap):
+        def __new__(cls, *args, **kwargs):
+            array = real_memmap.__new__(cls, *args, **kwargs)
+            maps.append((array.offset, array.shape))
+            return array
+
         def __getitem__(self, key):
-            if getattr(self, "top", False):
-                indexed.append(key)
+            if self.shape[0] == N_ROWS and isinstance(key, (int, slice)):
+                raise AssertionError(f"the whole file's map was indexed with {key!r}")
             return super().__getitem__(key)
 
-    real_load = np.load
-
-    def spy_load(*args, **kwargs):
-        assert kwargs.get("mmap_mode") == "r"
-        array = real_load(*args, **kwargs).view(Spy)
-        array.top = True
-        return array
-
-    monkeypatch.setattr(np, "load", spy_load)
-    shard = io.read_rows(path, rank=1, size=3)
-    assert indexed == [slice(8, 16)]  # rows 8..15 of 23: the only indexing of the mapped file
+    monkeypatch.setattr(np, "memmap", Spy)
+    monkeypatch.setattr(io, "NPY_BLOCK_BYTES", 3 * 4 * 8)  # blocks of 3 rows of 4 float64 columns
+    shard = io.read_rows(path, rank=1, size=3)  # rows 8..15 of 23
+    header, row_bytes = maps[0][0], 4 * 8
+    assert maps[0][1] == (N_ROWS, 4)  # np.load's map of the whole file, never read
+    assert maps[1:] == [(header + r * row_bytes, (n, 4)) for r, n in ((8, 3), (11, 3), (14, 2))]
     assert not isinstance(shard.X, np.memmap) and shard.X.base is None
     np.testing.assert_array_equal(shard.X, table(N_ROWS)[8:16, :-1])
+    np.testing.assert_array_equal(shard.y, table(N_ROWS)[8:16, -1])
 
 
 @pytest.mark.parametrize("rank,groups", [(0, [0, 1]), (1, [1, 2, 3]), (2, [3, 4])])
