@@ -13,7 +13,10 @@ comes from the file name's extension:
   are read and parsed.
 - `.parquet` / `.pq`: only the row groups that overlap this rank's rows are read (pyarrow, an
   optional dependency: `pip install "fastdp[io]"`). Features must be numeric columns; the label
-  column may hold numbers or strings.
+  column may hold numbers or strings. A URI (s3://bucket/data.parquet, hdfs://host/path,
+  file:///path) is opened through pyarrow's filesystem layer, so the same code reads from S3 or
+  HDFS where pyarrow is configured for them (AWS credentials in the environment; libhdfs with
+  HADOOP_HOME and CLASSPATH set).
 - `.txt` / `.tsv`: text, one row per line. With labels, each line is `label<TAB>text` (the label is
   everything before the first TAB, the text everything after it; labels are strings); without,
   each whole line is a document. X is then the list of documents, which
@@ -99,7 +102,11 @@ def read_rows(path: str | os.PathLike[str], *, rank: int = 0, size: int = 1,
     if not labels and label_column is not None:
         raise ValueError(f"label_column={label_column!r} needs labels=True")
     kind = file_format(path)
-    if not os.path.isfile(path):
+    remote = "://" in os.fspath(path)
+    if remote and kind != "parquet":
+        raise ValueError(f"{path}: only Parquet files are read through a URI (pyarrow's "
+                         "filesystems: file://, s3://, hdfs://, ...)")
+    if not remote and not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     if kind == "text":
         if label_column is not None:
@@ -328,9 +335,14 @@ def _read_parquet(path: str, rank: int, size: int, label_column: int | str | Non
                   labels: bool) -> Shard:
     pq = _pyarrow_parquet()
     import pyarrow as pa
+    import pyarrow.fs  # noqa: F401  (pa.fs)
 
     try:
-        parquet = pq.ParquetFile(path)
+        if "://" in path:  # through pyarrow's filesystem layer: S3, HDFS, GCS, file://
+            filesystem, inner = pa.fs.FileSystem.from_uri(path)
+            parquet = pq.ParquetFile(filesystem.open_input_file(inner))
+        else:
+            parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
         raise ValueError(f"{path}: not a readable Parquet file ({exc})") from None
     schema = parquet.schema_arrow

@@ -361,3 +361,17 @@ def test_atomic_file_keeps_the_old_file_when_writing_fails(tmp_path):
     with io.atomic_file(path) as f:
         f.write(b"new contents")
     assert path.read_bytes() == b"new contents" and os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_parquet_through_a_filesystem_uri(tmp_path):
+    """pyarrow's filesystem layer: a file:// URI here; s3:// and hdfs:// take the same path."""
+    path = write(tmp_path, "parquet", N_ROWS)
+    local = io.read_rows(path, rank=1, size=2)
+    remote = io.read_rows("file://" + os.path.abspath(path), rank=1, size=2)
+    np.testing.assert_array_equal(remote.X, local.X)
+    np.testing.assert_array_equal(remote.y, local.y)
+    assert remote.rows == local.rows
+    with pytest.raises(ValueError, match="only Parquet files are read through a URI"):
+        io.read_rows("s3://bucket/data.csv")
+    with pytest.raises(ValueError, match="not a readable Parquet file"):
+        io.read_rows("file://" + os.path.abspath(str(tmp_path / "missing.parquet")))
