@@ -107,7 +107,6 @@ class Rule(Protocol):
     """An update rule with its own state; `step` changes theta in place."""
 
     def step(self, theta: np.ndarray, grad: np.ndarray, lr: float) -> None: ...
-    def state(self) -> dict[str, np.ndarray]: ...
 
 
 class SGD:
@@ -132,9 +131,6 @@ class SGD:
         v *= self.momentum
         v += grad
         theta -= lr * (grad + self.momentum * v if self.nesterov else v)
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"velocity": self.velocity}
 
 
 class Adam:
@@ -169,9 +165,6 @@ class Adam:
         if self.weight_decay:
             theta[:self.n_coef] -= lr * self.weight_decay * theta[:self.n_coef]
         theta -= lr * m_hat / (np.sqrt(v_hat) + self.eps)
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"m": self.m, "v": self.v, "t": np.array(self.t)}
 
 
 def make_rule(name: str, n_params: int, *, momentum: float = 0.0, nesterov: bool = False,

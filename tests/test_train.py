@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from fastdp import kernels, partition, synthetic, train
-from fastdp.comm import SerialComm
+from fastdp import kernels, synthetic, train
 from fastdp.train import fit, fit_gd
 
 
@@ -86,10 +85,9 @@ def test_unequal_shards_give_the_serial_update_and_textbook_averaging_does_not()
     assert np.abs(textbook - serial).max() > 1e-3
 
 
-
 def test_one_step_is_the_textbook_serial_update():
     X, y = synthetic.linear_regression(10_000, 4, seed=6)
-    lr, n = 0.5, X.shape[1]
+    lr = 0.5
     first = fit_gd(X, y, learning_rate=lr, max_iter=1, tol=0)
     # theta starts at zero, so the residual X @ theta - y is -y
     expected = -lr * np.append(X.T @ -y, -y.sum()) / len(X)

@@ -6,7 +6,6 @@ differently: data-parallel prediction equals serial prediction bit for bit. (BLA
 no such promise: their blocking, and so their order of additions, depends on the shape.)
 """
 
-import numpy as np
 from numba import njit, prange
 
 from .numba_dense import FASTMATH
