@@ -106,7 +106,7 @@ def dense_block_sums(int loss, const floating[:, ::1] X, const floating[::1] y,
     block_rows: rows per block, >= 1
     """
     cdef Py_ssize_t m = X.shape[0], n = X.shape[1], n_blocks = out.shape[0]
-    cdef Py_ssize_t b, start, stop
+    cdef Py_ssize_t b, start
     if m == 0:
         return
     cdef const floating* Xp = &X[0, 0]
@@ -116,10 +116,7 @@ def dense_block_sums(int loss, const floating[:, ::1] X, const floating[::1] y,
     with nogil:
         for b in prange(n_blocks, schedule="static"):
             start = b * block_rows
-            stop = start + block_rows
-            if stop > m:
-                stop = m
-            _block_sums(loss, Xp, yp, cp, intercept, start, stop, n, op + b * (n + 2))
+            _block_sums(loss, Xp, yp, cp, intercept, start, min(start + block_rows, m), n, op + b * (n + 2))
 
 
 cdef int _softmax_block_sums(const floating* X, const Py_ssize_t* y, const double* coef_t,
@@ -183,7 +180,7 @@ def dense_softmax_block_sums(const floating[:, ::1] X, const Py_ssize_t[::1] y,
     block_rows: rows per block, >= 1
     """
     cdef Py_ssize_t m = X.shape[0], n = X.shape[1], K = coef.shape[1], n_blocks = out.shape[0]
-    cdef Py_ssize_t b, j, k, start, stop, width = out.shape[1]
+    cdef Py_ssize_t b, j, k, start, width = out.shape[1]
     cdef int failed = 0
     if m == 0:
         return
@@ -200,10 +197,7 @@ def dense_softmax_block_sums(const floating[:, ::1] X, const Py_ssize_t[::1] y,
     with nogil:
         for b in prange(n_blocks, schedule="static"):
             start = b * block_rows
-            stop = start + block_rows
-            if stop > m:
-                stop = m
-            failed += _softmax_block_sums(Xp, yp, coef_t, ip, start, stop, n, K, op + b * width)
+            failed += _softmax_block_sums(Xp, yp, coef_t, ip, start, min(start + block_rows, m), n, K, op + b * width)
     free(coef_t)
     if failed:
         raise MemoryError(f"could not allocate a ({K}, {n}) gradient in {failed} block(s)")

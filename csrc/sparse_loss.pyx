@@ -78,7 +78,7 @@ def csr_block_sums(int loss, const floating[::1] data, const index_t[::1] indice
     block_rows: rows per block, >= 1
     """
     cdef Py_ssize_t m = indptr.shape[0] - 1, n = coef.shape[0], n_blocks = out.shape[0]
-    cdef Py_ssize_t b, start, stop
+    cdef Py_ssize_t b, start
     if m == 0:
         return
     cdef const floating* dp = &data[0] if data.shape[0] else NULL
@@ -90,10 +90,7 @@ def csr_block_sums(int loss, const floating[::1] data, const index_t[::1] indice
     with nogil:
         for b in prange(n_blocks, schedule="static"):
             start = b * block_rows
-            stop = start + block_rows
-            if stop > m:
-                stop = m
-            _block_sums(loss, dp, ip, pp, yp, cp, intercept, start, stop, n, op + b * (n + 2))
+            _block_sums(loss, dp, ip, pp, yp, cp, intercept, start, min(start + block_rows, m), n, op + b * (n + 2))
 
 
 cdef int _softmax_block_sums(const floating* data, const index_t* indices, const index_t* indptr,
@@ -153,7 +150,7 @@ def csr_softmax_block_sums(const floating[::1] data, const index_t[::1] indices,
     """
     cdef Py_ssize_t m = indptr.shape[0] - 1, n = coef.shape[0], K = coef.shape[1]
     cdef Py_ssize_t n_blocks = out.shape[0], width = out.shape[1]
-    cdef Py_ssize_t b, start, stop
+    cdef Py_ssize_t b, start
     cdef int failed = 0
     if m == 0:
         return
@@ -167,9 +164,6 @@ def csr_softmax_block_sums(const floating[::1] data, const index_t[::1] indices,
     with nogil:
         for b in prange(n_blocks, schedule="static"):
             start = b * block_rows
-            stop = start + block_rows
-            if stop > m:
-                stop = m
-            failed += _softmax_block_sums(dp, ip, pp, yp, cp, bp, start, stop, n, K, op + b * width)
+            failed += _softmax_block_sums(dp, ip, pp, yp, cp, bp, start, min(start + block_rows, m), n, K, op + b * width)
     if failed:
         raise MemoryError(f"could not allocate {K} float64 margins in {failed} block(s)")

@@ -136,15 +136,21 @@ def _label_index(path: str, label_column: int | str | None, names: Sequence[str]
     return int(label_column) % n_columns
 
 
+def _feature_columns(path: str, n_columns: int, label: int | None) -> list[int]:
+    """Indices of the feature columns: every column but the label's (there must be one)."""
+    features = [j for j in range(n_columns) if j != label]
+    if not features:
+        raise ValueError(f"{path}: the file has only the label column, no feature columns")
+    return features
+
+
 def _split_label(path: str, values: np.ndarray, label: int | None,
                  names: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray | None,
                                                        tuple[str, ...] | None, str | None]:
     """(X, y, feature_names, label_name) from a block of rows and the label column's index."""
     if label is None:
         return values, None, None if names is None else tuple(names), None
-    features = [j for j in range(values.shape[1]) if j != label]
-    if not features:
-        raise ValueError(f"{path}: the file has only the label column, no feature columns")
+    features = _feature_columns(path, values.shape[1], label)
     X = np.ascontiguousarray(values[:, features])
     y = np.array(values[:, label])
     if names is None:
@@ -174,9 +180,7 @@ def _read_npy(path: str, rank: int, size: int, label_column: int | str | None,
     label = _label_index(path, label_column, None, n_columns) if labels else None
     rows = contiguous_range(n_rows, size, rank)
     dtype = data.dtype if data.dtype in (np.float32, np.float64) else np.float64
-    features = [j for j in range(n_columns) if j != label]
-    if not features:
-        raise ValueError(f"{path}: the file has only the label column, no feature columns")
+    features = _feature_columns(path, n_columns, label)
     X = np.empty((len(rows), len(features)), dtype)
     y = None if label is None else np.empty(len(rows), data.dtype)
     for start, block in _npy_row_blocks(path, data, rows):
@@ -351,9 +355,7 @@ def _read_parquet(path: str, rank: int, size: int, label_column: int | str | Non
     if n_rows == 0 or not names:
         raise ValueError(f"{path}: the file is empty ({n_rows} rows, {len(names)} columns)")
     label = _label_index(path, label_column, names, len(names)) if labels else None
-    features = [j for j in range(len(names)) if j != label]
-    if not features:
-        raise ValueError(f"{path}: the file has only the label column, no feature columns")
+    features = _feature_columns(path, len(names), label)
     for j in features:
         if not _is_numeric(schema.field(j).type):
             raise ValueError(f"{path}: column {names[j]!r} has type {schema.field(j).type}; "

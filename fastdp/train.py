@@ -327,13 +327,17 @@ def training_report(objective: Objective) -> dict[str, Any]:
     """
     rows_per_rank = [len(p) for p in objective.ranges]
     times = objective.comm.allgather_obj((objective.compute_seconds, objective.wait_seconds))
-    compute = [c for c, _ in times]
-    mean = sum(compute) / len(compute)
     return {"ranks": [{"rank": r, "rows": rows, "compute_s": c, "wait_s": w}
                       for r, (rows, (c, w)) in enumerate(zip(rows_per_rank, times))],
-            "imbalance": max(compute) / mean if mean > 0 else 1.0,
+            "imbalance": _imbalance([c for c, _ in times]),
             "evaluations": objective.evaluations,
             "partition": balance.describe(objective.ranges), "rebalances": objective.rebalances}
+
+
+def _imbalance(compute: list[float]) -> float:
+    """max / mean of the ranks' compute times; 1.0 when nobody computed."""
+    mean = sum(compute) / len(compute)
+    return max(compute) / mean if mean > 0 else 1.0
 
 
 def combine_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
@@ -342,9 +346,8 @@ def combine_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
               "compute_s": sum(rep["ranks"][i]["compute_s"] for rep in reports),
               "wait_s": sum(rep["ranks"][i]["wait_s"] for rep in reports)}
              for i, r in enumerate(reports[0]["ranks"])]
-    mean = sum(r["compute_s"] for r in ranks) / len(ranks)
     return {"ranks": ranks,
-            "imbalance": max(r["compute_s"] for r in ranks) / mean if mean > 0 else 1.0,
+            "imbalance": _imbalance([r["compute_s"] for r in ranks]),
             "evaluations": sum(rep["evaluations"] for rep in reports),
             "partition": reports[-1]["partition"],
             "rebalances": sum(rep["rebalances"] for rep in reports)}

@@ -301,8 +301,7 @@ def decision_function(X, coef: np.ndarray, intercept) -> np.ndarray:
     K = 1 if coef.ndim == 1 else coef.shape[1]
     intercept = np.broadcast_to(np.asarray(intercept, dtype=np.float64), (K,))
     if _is_csr(X):
-        margins = np.asarray(X @ coef, dtype=np.float64) + (intercept if coef.ndim == 2 else intercept[0])
-        return margins
+        return np.asarray(X @ coef, dtype=np.float64) + (intercept if coef.ndim == 2 else intercept[0])
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
     out = np.empty((X.shape[0], K))
