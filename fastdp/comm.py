@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import numpy as np
 
 BARRIER_POLL_SECONDS = 0.001
+ABORT_GRACE_S = 1.0  # seconds an aborting rank waits for its stderr to be forwarded
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 
 
@@ -274,6 +275,9 @@ def _abort_on_uncaught(comm: Any):
         sys.stderr.write("".join(f"[rank {rank}] {line}" for line in "".join(lines).splitlines(True)))
         sys.stderr.write(f"[rank {rank}] fastdp: uncaught exception, aborting all ranks (MPI_Abort)\n")
         sys.stderr.flush()
+        # The launcher forwards stderr asynchronously and MPI_Abort tears the job down at once;
+        # without a pause the message can be lost (seen under load with MPICH's hydra).
+        time.sleep(ABORT_GRACE_S)
         comm.Abort(1)
 
     return hook

@@ -137,6 +137,6 @@ fit_gd(X, y, learning_rate=0.1, max_iter=10_000_000, tol=0, callback=callback)
 print("FINISHED", comm.rank)
 """, timeout=60)
     assert result.returncode != 0
-    assert "boom at step 3 on rank 1" in result.stderr
+    assert "boom at step 3 on rank 1" in result.stderr, result
     assert "aborting all ranks" in result.stderr
     assert "FINISHED" not in result.stdout
