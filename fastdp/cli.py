@@ -102,6 +102,8 @@ def _add_train(sub: Any) -> None:
                         help=f"hashed features for text data (default {DEFAULT_TEXT_FEATURES})")
     train_.add_argument("--bigrams", action="store_true",
                         help="text data: hash pairs of adjacent words as well as words")
+    train_.add_argument("--rebalance", action="store_true",
+                        help="move rows from slow ranks to fast ones while training")
     train_.add_argument("--verbose", action="store_true",
                         help="progress bar on rank 0, then the training report (rows, compute and "
                              "wait time per rank, imbalance)")
@@ -248,7 +250,8 @@ def _train(args: argparse.Namespace) -> int:
         params = _collective(comm, lambda: _estimator_params(args))
         shard, X, y, featurizer = _collective(comm, lambda: _training_data(args, comm))
         _agree_on_rows(shard, args.data, comm)
-        estimator = MODELS[args.model](**params, verbose=args.verbose, comm=comm)
+        estimator = MODELS[args.model](**params, verbose=args.verbose, rebalance=args.rebalance,
+                                       comm=comm)
         start = time.perf_counter()
         estimator.fit(X, y)
         seconds = time.perf_counter() - start
@@ -257,7 +260,8 @@ def _train(args: argparse.Namespace) -> int:
         config = {"data": os.path.abspath(args.data), "format": shard.format, "model": args.model,
                   "label_column": args.label_column, "label_name": shard.label_name,
                   "feature_names": shard.feature_names, "n_rows": shard.n_rows,
-                  "ranks": comm.size, "fit_seconds": seconds, "partition": "contiguous",
+                  "ranks": comm.size, "fit_seconds": seconds,
+                  "partition": _partition_name(estimator.training_report_),
                   "training_report": estimator.training_report_,
                   metric: float(score) if np.isfinite(score) else None,
                   "fastdp_version": __version__}
@@ -272,17 +276,24 @@ def _train(args: argparse.Namespace) -> int:
               f"{classes}, {estimator.n_iter_} iterations, {metric} {score:.6f}, "
               f"{seconds:.3f} s; saved {args.output}", flush=True)
         if args.verbose:
-            print(_format_report(estimator.training_report_, "contiguous"), flush=True)
+            print(_format_report(estimator.training_report_), flush=True)
     return 0
 
 
-def _format_report(report: dict[str, Any], partition: str) -> str:
+def _partition_name(report: dict[str, Any]) -> str:
+    """'contiguous', or how the balancer moved it: 'rebalanced 2 time(s): [[0, 700], [700, 900]]'."""
+    if not report["rebalances"]:
+        return "contiguous"
+    return f"rebalanced {report['rebalances']} time(s): {report['partition']}"
+
+
+def _format_report(report: dict[str, Any]) -> str:
     """The training report as a table: a line per rank, then the imbalance."""
     lines = [f"{'rank':>4} {'rows':>10} {'compute s':>10} {'wait s':>10}"]
     lines += [f"{r['rank']:>4} {r['rows']:>10} {r['compute_s']:>10.3f} {r['wait_s']:>10.3f}"
               for r in report["ranks"]]
     lines.append(f"imbalance (max/mean compute) {report['imbalance']:.3f}; "
-                 f"{report['evaluations']} evaluations; partition: {partition}")
+                 f"{report['evaluations']} evaluations; partition: {_partition_name(report)}")
     return "\n".join(lines)
 
 

@@ -44,7 +44,7 @@ class _LinearModel(BaseEstimator):
 
     def __init__(self, *, fit_intercept: bool, solver: str, max_iter: int, tol: float,
                  learning_rate: float, batch_size: int | None, random_state: int, backend: str,
-                 comm: Comm | None, verbose: bool) -> None:
+                 comm: Comm | None, verbose: bool, rebalance: bool) -> None:
         self.fit_intercept = fit_intercept
         self.solver = solver
         self.max_iter = max_iter
@@ -55,6 +55,7 @@ class _LinearModel(BaseEstimator):
         self.backend = backend
         self.comm = comm
         self.verbose = verbose
+        self.rebalance = rebalance
 
     def _comm(self) -> Comm:
         return world() if self.comm is None else self.comm
@@ -89,7 +90,8 @@ class _LinearModel(BaseEstimator):
                          learning_rate=self.learning_rate, max_iter=self.max_iter, tol=self.tol,
                          alpha=alpha, l1_ratio=l1_ratio, fit_intercept=self.fit_intercept,
                          batch_size=self.batch_size, random_state=self.random_state,
-                         backend=self.backend, comm=comm, verbose=self.verbose)
+                         backend=self.backend, comm=comm, verbose=self.verbose,
+                         rebalance=self.rebalance)
 
     def _decision(self, X: Any) -> np.ndarray:
         """Margins X @ coef_.T + intercept_: (m,) for one output, (m, K) for K. Each row's margins
@@ -137,16 +139,18 @@ class LinearRegression(_Regressor):
 
     solver: 'auto' (= 'lbfgs'), 'lbfgs', 'gd', 'sgd', 'adam' or 'adamw'; learning_rate and
     batch_size apply to the first-order solvers; backend: 'numba', 'cython' or 'numpy'; comm:
-    a fastdp communicator (default fastdp.comm.world()); verbose: progress bar on rank 0.
+    a fastdp communicator (default fastdp.comm.world()); verbose: progress bar on rank 0;
+    rebalance: move rows from slow ranks to fast ones while training (fastdp.balance).
     """
 
     def __init__(self, *, fit_intercept: bool = True, solver: str = "auto", max_iter: int = 1000,
                  tol: float = 1e-8, learning_rate: float = 0.1, batch_size: int | None = None,
                  random_state: int = 0, backend: str = "numba", comm: Comm | None = None,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, rebalance: bool = False) -> None:
         super().__init__(fit_intercept=fit_intercept, solver=solver, max_iter=max_iter, tol=tol,
                          learning_rate=learning_rate, batch_size=batch_size,
-                         random_state=random_state, backend=backend, comm=comm, verbose=verbose)
+                         random_state=random_state, backend=backend, comm=comm, verbose=verbose,
+                         rebalance=rebalance)
 
 
 class Ridge(_Regressor):
@@ -156,11 +160,13 @@ class Ridge(_Regressor):
     def __init__(self, alpha: float = 1.0, *, fit_intercept: bool = True, solver: str = "auto",
                  max_iter: int = 1000, tol: float = 1e-8, learning_rate: float = 0.1,
                  batch_size: int | None = None, random_state: int = 0, backend: str = "numba",
-                 comm: Comm | None = None, verbose: bool = False) -> None:
+                 comm: Comm | None = None, verbose: bool = False,
+                 rebalance: bool = False) -> None:
         self.alpha = alpha
         super().__init__(fit_intercept=fit_intercept, solver=solver, max_iter=max_iter, tol=tol,
                          learning_rate=learning_rate, batch_size=batch_size,
-                         random_state=random_state, backend=backend, comm=comm, verbose=verbose)
+                         random_state=random_state, backend=backend, comm=comm, verbose=verbose,
+                         rebalance=rebalance)
 
     def _ridge_alpha_value(self) -> float:
         # sklearn's alpha multiplies |w|^2 against the SUM of squared residuals; fastdp's penalty
@@ -207,12 +213,14 @@ class LogisticRegression(_Classifier):
     def __init__(self, C: float = 1.0, *, l1_ratio: float = 0.0, fit_intercept: bool = True,
                  solver: str = "auto", max_iter: int = 1000, tol: float = 1e-6,
                  learning_rate: float = 0.1, batch_size: int | None = None, random_state: int = 0,
-                 backend: str = "numba", comm: Comm | None = None, verbose: bool = False) -> None:
+                 backend: str = "numba", comm: Comm | None = None, verbose: bool = False,
+                 rebalance: bool = False) -> None:
         self.C = C
         self.l1_ratio = l1_ratio
         super().__init__(fit_intercept=fit_intercept, solver=solver, max_iter=max_iter, tol=tol,
                          learning_rate=learning_rate, batch_size=batch_size,
-                         random_state=random_state, backend=backend, comm=comm, verbose=verbose)
+                         random_state=random_state, backend=backend, comm=comm, verbose=verbose,
+                         rebalance=rebalance)
 
     def fit(self, X: Any, y: Any) -> "LogisticRegression":
         """Fit on this rank's rows X (m, n) dense or CSR and labels y (m,); returns self."""
@@ -260,12 +268,14 @@ class LinearSVC(_Classifier):
     def __init__(self, C: float = 1.0, *, loss: str = "squared_hinge", fit_intercept: bool = True,
                  solver: str = "auto", max_iter: int = 1000, tol: float = 1e-6,
                  learning_rate: float = 0.1, batch_size: int | None = None, random_state: int = 0,
-                 backend: str = "numba", comm: Comm | None = None, verbose: bool = False) -> None:
+                 backend: str = "numba", comm: Comm | None = None, verbose: bool = False,
+                 rebalance: bool = False) -> None:
         self.C = C
         self.loss = loss
         super().__init__(fit_intercept=fit_intercept, solver=solver, max_iter=max_iter, tol=tol,
                          learning_rate=learning_rate, batch_size=batch_size,
-                         random_state=random_state, backend=backend, comm=comm, verbose=verbose)
+                         random_state=random_state, backend=backend, comm=comm, verbose=verbose,
+                         rebalance=rebalance)
 
     def fit(self, X: Any, y: Any) -> "LinearSVC":
         """Fit on this rank's rows X (m, n) dense or CSR and labels y (m,); returns self."""

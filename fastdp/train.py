@@ -71,18 +71,19 @@ class Objective:
 
     theta = [coef.ravel(), intercept] (p = n*K + K values). `evaluate` is collective: every rank
     calls it with the same theta, and it performs exactly one Allreduce (and, with a load
-    balancer, every `rebalance_every` full-batch evaluations, the balancer's exchange).
+    balancer, every `rebalance_every` passes over the data, the balancer's exchange: before a
+    full-batch evaluation, or at `end_epoch`).
     ranges: every rank's global rows, in rank order (contiguous).
     """
 
     def __init__(self, X: Any, y: np.ndarray, loss: str, n_outputs: int, penalty: optim.Penalty,
                  fit_intercept: bool, backend: str, comm: Comm, ranges: list[range],
-                 balancer: balance.LoadBalancer | None = None, rebalance_every: int = 10) -> None:
+                 balancer: balance.LoadBalancer | None = None, rebalance_every: int = 1) -> None:
         self.X, self.y, self.loss, self.backend, self.comm = X, y, loss, backend, comm
         self.ranges, self.balancer, self.rebalance_every = ranges, balancer, rebalance_every
         self.rebalances = 0
         self.slowdown = balance.slowdown_factor(comm.rank)
-        self._since = [0, 0.0]  # full-batch evaluations and compute seconds since the last check
+        self._since = [0, 0, 0.0]  # passes over the data, rows and compute seconds since a check
         self.n_features = X.shape[1]
         self.K = n_outputs
         self.n_coef = self.n_features * n_outputs
@@ -116,7 +117,7 @@ class Objective:
         """Gradient at theta (without the L1 part) over all ranks' rows, or over the batch whose
         local part is `rows` (indices into this rank's shard); the mean loss is left in
         self.batch_loss. The returned gradient is a reused buffer."""
-        if rows is None and self.balancer is not None:
+        if rows is None:
             self._maybe_rebalance()
         start = time.perf_counter()
         X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
@@ -129,9 +130,9 @@ class Objective:
         reduce = time.perf_counter()
         self.comm.allreduce_sum_(self.buf)
         self.compute_seconds += reduce - start
-        if rows is None:
-            self._since[0] += 1
-            self._since[1] += reduce - start
+        self._since[0] += rows is None
+        self._since[1] += X.shape[0]
+        self._since[2] += reduce - start
         self.wait_seconds += time.perf_counter() - reduce
         self.evaluations += 1
         count = self.buf[-1]
@@ -152,14 +153,19 @@ class Objective:
                                    validate=False, scratch=self._scratch(X))
         time.sleep((self.slowdown - int(self.slowdown)) * seconds)
 
+    def end_epoch(self) -> None:
+        """A mini-batch epoch is over: one pass over the data, and a point where rows may move."""
+        self._since[0] += 1
+        self._maybe_rebalance()
+
     def _maybe_rebalance(self) -> None:
-        """Every rebalance_every full-batch evaluations: ask the balancer (collective) and, when it
+        """Every rebalance_every passes over the data: ask the balancer (collective) and, when it
         proposes a better partition, move the rows there (Alltoallv) and double the interval, so
         noisy timings cannot make the rows swing back and forth."""
-        if self._since[0] < self.rebalance_every:
+        if self.balancer is None or self._since[0] < self.rebalance_every:
             return
-        proposal = self.balancer.propose(self.X.shape[0], self._since[1])
-        self._since = [0, 0.0]
+        proposal = self.balancer.propose(self.X.shape[0], self._since[1], self._since[2])
+        self._since = [0, 0, 0.0]
         if proposal is not None:
             self.X, self.y = balance.redistribute(self.comm, [self.X, self.y], self.ranges, proposal)
             self.ranges = proposal
@@ -207,16 +213,10 @@ def _param_error(loss: str, solver: str, learning_rate: float, max_iter: int, to
     return None
 
 
-def _rebalance_error(X: Any, solver: str, batch_size: int | None, every: int,
-                     threshold: float) -> str | None:
-    """What stops rebalancing with these settings, or None."""
-    if sp.issparse(X):
-        return "rebalance=True needs dense X (moving CSR rows between ranks is not supported)"
-    if solver == "sgd" or batch_size is not None:
-        return ("rebalance=True works with the full-batch solvers ('gd', 'adam' or 'adamw' "
-                "without batch_size, 'lbfgs')")
-    if int(every) != every or every < 1:
-        return f"rebalance_every must be an integer >= 1, got {every!r}"
+def _rebalance_error(every: int | None, threshold: float) -> str | None:
+    """What is wrong with the rebalancing settings, or None."""
+    if every is not None and (isinstance(every, bool) or int(every) != every or every < 1):
+        return f"rebalance_every must be an integer >= 1 or None, got {every!r}"
     if not 0 <= threshold < 1:
         return f"rebalance_threshold must be in [0, 1), got {threshold!r}"
     return None
@@ -241,7 +241,7 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
         momentum: float = 0.0, nesterov: bool = False, beta1: float = 0.9, beta2: float = 0.999,
         weight_decay: float = 0.01, n_iter_no_change: int = 5, random_state: int = 0,
         backend: str = "numba", comm: Comm | None = None, callback: Callback | None = None,
-        verbose: bool = False, rebalance: bool = False, rebalance_every: int = 10,
+        verbose: bool = False, rebalance: bool = False, rebalance_every: int | None = None,
         rebalance_threshold: float = 0.05) -> FitResult:
     """Fit a linear model data-parallel on the rows this rank holds; every rank gets the same model.
 
@@ -260,10 +260,11 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     comm: the communicator (default fastdp.comm.world(): MPI under mpiexec, else serial).
     callback(step, theta, objective): on every rank after each step's reduction; theta read-only.
     verbose: a progress bar on rank 0's stderr.
-    rebalance: every rebalance_every full-batch evaluations, move rows from slow ranks to fast
-       ones when that predicts a step faster by more than rebalance_threshold (fastdp.balance;
-       dense X and full-batch solvers: 'gd', 'adam'/'adamw' without batch_size, 'lbfgs'). The
-       ranks' rows are then no longer the ones passed in; the model is the same up to rounding.
+    rebalance: every rebalance_every passes over the data (None: 10 full-batch evaluations, or
+       1 mini-batch epoch), move rows from slow ranks to fast ones when that predicts a step
+       faster by more than rebalance_threshold (fastdp.balance; dense or CSR X, every solver).
+       The ranks' rows are then no longer the ones passed in; the model is the same up to
+       rounding, and mini-batch SGD draws the same global batches.
     Bad parameters or data on any rank raise the same ValueError on every rank.
     """
     comm = world() if comm is None else comm
@@ -272,20 +273,23 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     if error is None and loss == "softmax" and not (isinstance(n_classes, int) and n_classes >= 2):
         error = f"n_classes must be an integer >= 2 for the softmax loss, got {n_classes!r}"
     if error is None and rebalance:
-        error = _rebalance_error(X, solver, batch_size, rebalance_every, rebalance_threshold)
+        error = _rebalance_error(rebalance_every, rebalance_threshold)
     if error is None:
         X, y, error = check_shard(X, y, loss, n_classes)
     raise_if_any(comm, error)
     n, rows_per_rank = _agree_on_shapes(X, comm)
     K = n_classes if loss == "softmax" else 1
     used_threads = threads.configure(comm.local_size)
-    if sp.issparse(X) and solver != "lbfgs" and (batch_size or solver == "sgd"):
+    mini_batch = solver == "sgd" or (batch_size is not None and solver != "lbfgs")
+    if sp.issparse(X) and mini_batch:
         X = sp.csr_matrix(X)  # row selection (X[rows]) returns CSR for csr_matrix
 
     penalty = optim.Penalty(alpha, l1_ratio, n * K)
     offsets = np.cumsum([0] + rows_per_rank)
     ranges = [range(int(a), int(b)) for a, b in zip(offsets[:-1], offsets[1:])]
     balancer = balance.LoadBalancer(comm, rebalance_threshold) if rebalance else None
+    if rebalance_every is None:
+        rebalance_every = 1 if mini_batch else 10
     objective = Objective(X, y, loss, K, penalty, fit_intercept, backend, comm, ranges, balancer,
                           rebalance_every)
     theta = comm.bcast_(np.zeros(objective.size))
@@ -296,14 +300,13 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
         if solver == "lbfgs":
             n_iter, converged, history, grad_norm = _run_lbfgs(objective, theta, max_iter, tol,
                                                                callback, progress)
-        elif batch_size is None and solver != "sgd":
+        elif not mini_batch:
             n_iter, converged, history, grad_norm = _run_full_batch(
                 objective, theta, solver, learning_rate, schedule, power_t, max_iter, tol,
                 momentum, nesterov, beta1, beta2, weight_decay, callback, progress)
         else:
-            offset = sum(rows_per_rank[:comm.rank])
             n_iter, converged, history, grad_norm = _run_mini_batch(
-                objective, theta, solver, batch_size or MINI_BATCH_DEFAULT, offset,
+                objective, theta, solver, batch_size or MINI_BATCH_DEFAULT,
                 sum(rows_per_rank), learning_rate, schedule, power_t, max_iter, tol,
                 n_iter_no_change, momentum, nesterov, beta1, beta2, weight_decay, random_state,
                 callback, progress)
@@ -396,22 +399,22 @@ def _run_full_batch(objective, theta, solver, learning_rate, schedule, power_t, 
     return step, grad_norm < tol, history, grad_norm
 
 
-def _run_mini_batch(objective, theta, solver, batch_size, offset, n_rows, learning_rate, schedule,
+def _run_mini_batch(objective, theta, solver, batch_size, n_rows, learning_rate, schedule,
                     power_t, max_iter, tol, n_iter_no_change, momentum, nesterov, beta1, beta2,
                     weight_decay, random_state, callback, progress):
     rule = _rule(objective, solver, momentum, nesterov, beta1, beta2, weight_decay)
     steps_per_epoch = -(-n_rows // batch_size)
     lr_of = optim.Schedule(schedule, learning_rate, power_t=power_t,
                            total_steps=max_iter * steps_per_epoch)
-    stop = offset + objective.X.shape[0]
     history, best, stale, t = [], np.inf, 0, 0
     converged = False
     for epoch in range(max_iter):
         order = np.random.default_rng([random_state, epoch]).permutation(n_rows)
+        mine = objective.ranges[objective.comm.rank]  # the global rows held (the balancer moves them)
         total = 0.0
         for start in range(0, n_rows, batch_size):
             batch = order[start:start + batch_size]
-            local = np.sort(batch[(batch >= offset) & (batch < stop)] - offset)
+            local = np.sort(batch[(batch >= mine.start) & (batch < mine.stop)] - mine.start)
             grad = objective.gradient(theta, local)
             total += objective.batch_loss * len(batch)
             if callback is not None:
@@ -420,6 +423,7 @@ def _run_mini_batch(objective, theta, solver, batch_size, offset, n_rows, learni
             rule.step(theta, grad, lr)
             objective.penalty.prox(theta, lr)
             t += 1
+        objective.end_epoch()
         history.append(total / n_rows + objective.penalty.value(theta))
         progress.update(epoch, history[-1])
         if history[-1] > best - tol:

@@ -27,8 +27,8 @@ def test_plan_moves_rows_to_the_fast_rank_only_when_it_pays():
 
 def test_balancer_averages_rates():
     balancer = balance.LoadBalancer(SerialComm(), smoothing=0.5)
-    assert balancer.propose(100, 1.0) is None and balancer.rates == [100.0]
-    balancer.propose(100, 0.5)
+    assert balancer.propose(100, 100, 1.0) is None and balancer.rates == [100.0]
+    balancer.propose(100, 50, 0.25)  # rows processed per second, not rows held
     assert balancer.rates == [150.0]
     with pytest.raises(ValueError, match="threshold must be in"):
         balance.LoadBalancer(SerialComm(), threshold=1.0)

@@ -10,6 +10,7 @@ import pytest
 import fastdp
 from fastdp.cli import main
 from fastdp.demo import find_mpiexec
+from fastdp.model_io import read_metadata
 
 pytestmark = pytest.mark.mpi
 
@@ -121,3 +122,20 @@ def test_ranks_seeing_different_row_counts_is_an_error(tmp_path, data, command, 
     assert result.stderr == (f"fastdp: error: {short}: the ranks see different row counts (rank 0: "
                              "1000, rank 1: 1500); was the file changed while it was read?\n")
     assert not (tmp_path / "m.fdp").exists()
+
+
+def test_rebalance_moves_rows_from_a_slowed_rank_and_keeps_the_model(tmp_path, data, command):
+    serial, parallel = str(tmp_path / "serial.fdp"), str(tmp_path / "parallel.fdp")
+    argv = ["--data", str(data / "logistic.npy"), "--model", "logistic", "--solver", "gd",
+            "--max-iter", "200", "--tol", "0"]
+    assert main(["train"] + argv + ["--output", serial]) == 0
+    result = command("env", "FASTDP_SLOWDOWN=1:3.0", find_mpiexec(), "-n", "2", FASTDP, "train",
+                     *argv, "--output", parallel, "--rebalance", "--verbose", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "partition: rebalanced" in result.stdout, result.stdout
+    config = read_metadata(parallel)["config"]
+    assert config["partition"].startswith("rebalanced")
+    assert config["training_report"]["ranks"][0]["rows"] > config["training_report"]["ranks"][1]["rows"]
+    one, two = fastdp.load(serial), fastdp.load(parallel)
+    np.testing.assert_allclose(two.coef_, one.coef_, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(two.intercept_, one.intercept_, rtol=1e-12, atol=1e-14)
