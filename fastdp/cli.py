@@ -15,6 +15,7 @@ status 2 on every rank.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from . import __version__, infer, io, kernels, train
+from . import __version__, data, infer, kernels, train
 from .comm import Comm, world
 from .demo import DemoConfig, run
 from .estimators import LinearRegression, LinearSVC, LogisticRegression, Ridge
@@ -36,6 +37,7 @@ MODELS: dict[str, type] = {"linear": LinearRegression, "ridge": Ridge,
                            "logistic": LogisticRegression, "svm": LinearSVC}
 CLASSIFIERS = ("logistic", "svm")
 DEFAULT_TEXT_FEATURES = 2**20
+CHUNK_ROWS = 1 << 16  # rows per chunk of a streamed prediction input
 INPUT_ERRORS = (ValueError, OSError, ImportError)
 EXIT_INPUT_ERROR = 2
 ESTIMATOR_OPTIONS = ("C", "alpha", "solver", "max_iter", "tol", "learning_rate", "batch_size",
@@ -102,6 +104,9 @@ def _add_train(sub: Any) -> None:
                         help=f"hashed features for text data (default {DEFAULT_TEXT_FEATURES})")
     train_.add_argument("--bigrams", action="store_true",
                         help="text data: hash pairs of adjacent words as well as words")
+    train_.add_argument("--partition", choices=data.PARTITIONS, default="contiguous",
+                        help="rows per rank: 'contiguous' (equal counts) or 'balanced' (equal "
+                             "bytes: for text of very different line lengths)")
     train_.add_argument("--rebalance", action="store_true",
                         help="move rows from slow ranks to fast ones while training")
     train_.add_argument("--verbose", action="store_true",
@@ -112,15 +117,18 @@ def _add_train(sub: Any) -> None:
 def _add_predict(sub: Any) -> None:
     predict = sub.add_parser(
         "predict", help="predict with a saved model; data-parallel under mpiexec",
-        description="Write one prediction per row of --input to --output (.npy, .csv or .txt: one "
-                    "value per line). A text model reads .txt/.tsv input where each line is one "
+        description="Write one prediction per row of --input to --output (.npy, .parquet, or "
+                    ".csv/.txt: one value per line), streaming the input a chunk at a time. A text model reads .txt/.tsv input where each line is one "
                     "document, or, with --labeled, a 'label<TAB>text' line. A numeric model reads "
                     ".npy/.csv/.parquet whose columns are all features, or, with --labeled or "
                     "--label-column, that also hold the label column (the last by default), "
                     "which is then left out of the features and used to print a score.")
     predict.add_argument("--model", required=True, help="model file written by `fastdp train`")
     predict.add_argument("--input", required=True, help="rows to predict (format by extension)")
-    predict.add_argument("--output", required=True, help="predictions file: .npy, .csv or .txt")
+    predict.add_argument("--output", required=True,
+                         help="predictions file: .npy, .csv, .txt or .parquet")
+    predict.add_argument("--chunk-rows", type=_positive_int, default=CHUNK_ROWS,
+                         help=f"rows per chunk of the streamed input (default {CHUNK_ROWS})")
     predict.add_argument("--labeled", action="store_true",
                          help="the input holds labels as training data does; print the score")
     predict.add_argument("--label-column", type=_column,
@@ -195,25 +203,25 @@ def _estimator_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
-def _agree_on_rows(shard: io.Shard, path: str, comm: Comm) -> None:
+def _agree_on_rows(n_rows: int, path: str, comm: Comm) -> None:
     """Collective: every rank must have seen the same number of rows in the file (a file that
     changes while the ranks read it would otherwise lose or repeat rows)."""
-    seen = comm.allgather_obj(shard.n_rows)
+    seen = comm.allgather_obj(n_rows)
     if len(set(seen)) > 1:
         raise ValueError(f"{path}: the ranks see different row counts ("
                          + ", ".join(f"rank {r}: {n}" for r, n in enumerate(seen))
                          + "); was the file changed while it was read?")
 
 
-def _training_data(args: argparse.Namespace, comm: Comm) -> tuple[io.Shard, Any, np.ndarray,
+def _training_data(args: argparse.Namespace, comm: Comm) -> tuple[data.Shard, Any, np.ndarray,
                                                                   HashingFeaturizer | None]:
     """(shard, X, y, featurizer) of this rank's rows of --data."""
-    text = io.file_format(args.data) == "text"
+    text = data.file_format(args.data) == "text"
     if not text and (args.n_features is not None or args.bigrams):
         raise ValueError(f"--n-features and --bigrams apply to text data (.txt/.tsv) only, "
                          f"not to {args.data}")
-    shard = io.read_rows(args.data, rank=comm.rank, size=comm.size,
-                         label_column=args.label_column)
+    shard = data.read_rows(args.data, rank=comm.rank, size=comm.size,
+                           label_column=args.label_column, partition=args.partition)
     featurizer, X = None, shard.X
     if text:
         featurizer = HashingFeaturizer(n_features=args.n_features or DEFAULT_TEXT_FEATURES,
@@ -249,7 +257,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         params = _collective(comm, lambda: _estimator_params(args))
         shard, X, y, featurizer = _collective(comm, lambda: _training_data(args, comm))
-        _agree_on_rows(shard, args.data, comm)
+        _agree_on_rows(shard.n_rows, args.data, comm)
         estimator = MODELS[args.model](**params, verbose=args.verbose, rebalance=args.rebalance,
                                        comm=comm)
         start = time.perf_counter()
@@ -261,7 +269,7 @@ def _train(args: argparse.Namespace) -> int:
                   "label_column": args.label_column, "label_name": shard.label_name,
                   "feature_names": shard.feature_names, "n_rows": shard.n_rows,
                   "ranks": comm.size, "fit_seconds": seconds,
-                  "partition": _partition_name(estimator.training_report_),
+                  "partition": _partition_name(estimator.training_report_, args.partition),
                   "training_report": estimator.training_report_,
                   metric: float(score) if np.isfinite(score) else None,
                   "fastdp_version": __version__}
@@ -276,77 +284,122 @@ def _train(args: argparse.Namespace) -> int:
               f"{classes}, {estimator.n_iter_} iterations, {metric} {score:.6f}, "
               f"{seconds:.3f} s; saved {args.output}", flush=True)
         if args.verbose:
-            print(_format_report(estimator.training_report_), flush=True)
+            print(_format_report(estimator.training_report_, args.partition), flush=True)
     return 0
 
 
-def _partition_name(report: dict[str, Any]) -> str:
-    """'contiguous', or how the balancer moved it: 'rebalanced 2 time(s): [[0, 700], [700, 900]]'."""
+def _partition_name(report: dict[str, Any], initial: str) -> str:
+    """The partition the rows were read with ('contiguous', 'balanced'), and how the balancer
+    moved them: 'contiguous, rebalanced 2 time(s): [[0, 700], [700, 900]]'."""
     if not report["rebalances"]:
-        return "contiguous"
-    return f"rebalanced {report['rebalances']} time(s): {report['partition']}"
+        return initial
+    return f"{initial}, rebalanced {report['rebalances']} time(s): {report['partition']}"
 
 
-def _format_report(report: dict[str, Any]) -> str:
+def _format_report(report: dict[str, Any], initial: str) -> str:
     """The training report as a table: a line per rank, then the imbalance."""
     lines = [f"{'rank':>4} {'rows':>10} {'compute s':>10} {'wait s':>10}"]
     lines += [f"{r['rank']:>4} {r['rows']:>10} {r['compute_s']:>10.3f} {r['wait_s']:>10.3f}"
               for r in report["ranks"]]
     lines.append(f"imbalance (max/mean compute) {report['imbalance']:.3f}; "
-                 f"{report['evaluations']} evaluations; partition: {_partition_name(report)}")
+                 f"{report['evaluations']} evaluations; partition: {_partition_name(report, initial)}")
     return "\n".join(lines)
 
 
 def _predict(args: argparse.Namespace) -> int:
+    """Stream --input through the model: chunks of --chunk-rows rows go round-robin to the ranks
+    (chunk c to rank c % size), so in round k the ranks predict chunks k*size ... k*size+size-1,
+    rank 0 gathers them and appends them to --output in row order. No rank holds more than one
+    chunk of the input, and rank 0 at most one round of predictions."""
     comm = world()
     try:
         model = _collective(comm, lambda: _prediction_model(args))
-        text_model = isinstance(model, Pipeline)
+        estimator = model.steps[-1][1] if isinstance(model, Pipeline) else model
+        classes = getattr(estimator, "classes_", None)
         labeled = args.labeled or args.label_column is not None
-        shard = _collective(comm, lambda: _prediction_rows(args, model, labeled, comm))
-        _agree_on_rows(shard, args.input, comm)
-        n_local = len(shard.X)
-        local = _collective(comm, lambda: model.predict(shard.X) if n_local else None)
-        predictions = infer.gather_in_order(local, comm, 0, getattr(model, "classes_", None))
-        _collective(comm, lambda: io.write_predictions(args.output, predictions)
-                    if comm.rank == 0 else None)
+        source = _collective(comm, lambda: data.open_source(args.input, labels=labeled,
+                                                            label_column=args.label_column))
+        _agree_on_rows(source.n_rows, args.input, comm)
+        chunks = [range(start, min(start + args.chunk_rows, source.n_rows))
+                  for start in range(0, source.n_rows, args.chunk_rows)]
+        dtype = np.float64 if classes is None else classes.dtype
+        writer = _collective(comm, lambda: data.PredictionWriter(args.output, source.n_rows, dtype)
+                             if comm.rank == 0 else None)
+        with writer or contextlib.nullcontext():
+            sums = np.zeros(4)  # correct or sum (y - p)^2, rows, sum y, sum y^2
+            for first in range(0, len(chunks), comm.size):
+                mine = chunks[first + comm.rank] if first + comm.rank < len(chunks) else range(0)
+                local, y = _collective(comm, lambda: _predict_rows(args, model, source, mine,
+                                                                  labeled, classes is not None))
+                predictions = infer.gather_in_order(local, comm, 0, classes)
+                if labeled and len(mine):
+                    sums += _score_sums(local, y, classes is not None)
+                _collective(comm, lambda: _write_round(writer, predictions, chunks[first:first
+                                                       + comm.size]) if writer else None)
         score = ""
         if labeled:
-            estimator = model.steps[-1][1] if text_model else model
-            classifier = hasattr(estimator, "classes_")
-            y = _collective(comm, lambda: _labels(shard.y, classifier, args.input))
-            name, value = _score(local if n_local else y[:0], y, classifier, comm)
+            comm.allreduce_sum_(sums)
+            name, value = _score_from_sums(sums, classes is not None)
             score = f", {name} {value:.6f}"
     except INPUT_ERRORS as exc:
         return _fail(comm, str(exc))
     if comm.rank == 0:
-        print(f"fastdp predict: {len(predictions)} predictions written to {args.output}{score}",
+        print(f"fastdp predict: {source.n_rows} predictions written to {args.output}{score}",
               flush=True)
     return 0
+
+
+def _predict_rows(args: argparse.Namespace, model: Any, source: data.Source, rows: range,
+                  labeled: bool, classifier: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(predictions, labels) of rows of the input; (None, None) for no rows."""
+    if not len(rows):
+        return None, None
+    shard = data.read_shard(source, rows)
+    if not isinstance(model, Pipeline) and shard.X.shape[1] != model.n_features_in_:
+        hint = ("; if one column is the label, add --labeled or --label-column"
+                if shard.X.shape[1] == model.n_features_in_ + 1 and not labeled else "")
+        raise ValueError(f"{args.input} has {shard.X.shape[1]} feature columns, but "
+                         f"{args.model} expects {model.n_features_in_}{hint}")
+    y = _labels(shard.y, classifier, args.input) if labeled else None
+    return model.predict(shard.X), y
+
+
+def _write_round(writer: data.PredictionWriter, predictions: np.ndarray,
+                 chunks: list[range]) -> None:
+    """Append one round's predictions chunk by chunk, so the file's blocks (Parquet row groups)
+    are the chunks whatever the number of ranks."""
+    start = 0
+    for rows in chunks:
+        writer.write(predictions[start:start + len(rows)])
+        start += len(rows)
+
+
+def _score_sums(predictions: np.ndarray, y: np.ndarray, classifier: bool) -> np.ndarray:
+    """A chunk's part of the score: [correct, rows, 0, 0] for a classifier, [sum (y - p)^2, rows,
+    sum y, sum y^2] for a regressor."""
+    if classifier:
+        return np.array([np.sum(predictions == y), len(y), 0.0, 0.0])
+    return np.array([np.sum((y - predictions) ** 2), len(y), np.sum(y), np.sum(y * y)])
+
+
+def _score_from_sums(sums: np.ndarray, classifier: bool) -> tuple[str, float]:
+    """("accuracy", correct / rows) or ("R^2", 1 - residual / total sum of squares)."""
+    if classifier:
+        return "accuracy", sums[0] / sums[1]
+    total = sums[3] - sums[2] ** 2 / sums[1]
+    return "R^2", 1.0 - sums[0] / total if total > 0 else float("nan")
 
 
 def _prediction_model(args: argparse.Namespace) -> Any:
     """The saved model, checked against the kind of input (text or numeric)."""
     model = load(args.model)
     text_model = isinstance(model, Pipeline)
-    text_input = io.file_format(args.input) == "text"
+    text_input = data.file_format(args.input) == "text"
     if text_model != text_input:
         trained = "text" if text_model else "numeric"
         raise ValueError(f"{args.model} was trained on {trained} data, but {args.input} is "
                          f"{'text' if text_input else 'numeric'}")
     return model
-
-
-def _prediction_rows(args: argparse.Namespace, model: Any, labeled: bool, comm: Comm) -> io.Shard:
-    """This rank's rows of the prediction input, their feature count checked against the model."""
-    shard = io.read_rows(args.input, rank=comm.rank, size=comm.size,
-                         label_column=args.label_column, labels=labeled)
-    if not isinstance(model, Pipeline) and shard.X.shape[1] != model.n_features_in_:
-        hint = ("; if one column is the label, add --labeled or --label-column"
-                if shard.X.shape[1] == model.n_features_in_ + 1 and not labeled else "")
-        raise ValueError(f"{args.input} has {shard.X.shape[1]} feature columns, but "
-                         f"{args.model} expects {model.n_features_in_}{hint}")
-    return shard
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from .estimators import LinearRegression, LinearSVC, LogisticRegression, Ridge
-from .io import atomic_file
+from .data import atomic_file
 from .text import HashingFeaturizer
 
 FORMAT_NAME = "fastdp-model"

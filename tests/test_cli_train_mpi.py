@@ -110,7 +110,7 @@ def test_ranks_seeing_different_row_counts_is_an_error(tmp_path, data, command, 
     np.save(long_, table[:1500])
     script = tmp_path / "swap.py"
     script.write_text(
-        "import sys, fastdp.io as io\n"
+        "import sys, fastdp.data as io\n"
         "from fastdp import world\n"
         "from fastdp.cli import main\n"
         "real = io.read_rows\n"
@@ -132,9 +132,9 @@ def test_rebalance_moves_rows_from_a_slowed_rank_and_keeps_the_model(tmp_path, d
     result = command("env", "FASTDP_SLOWDOWN=1:3.0", find_mpiexec(), "-n", "2", FASTDP, "train",
                      *argv, "--output", parallel, "--rebalance", "--verbose", timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "partition: rebalanced" in result.stdout, result.stdout
+    assert "partition: contiguous, rebalanced" in result.stdout, result.stdout
     config = read_metadata(parallel)["config"]
-    assert config["partition"].startswith("rebalanced")
+    assert config["partition"].startswith("contiguous, rebalanced")
     assert config["training_report"]["ranks"][0]["rows"] > config["training_report"]["ranks"][1]["rows"]
     one, two = fastdp.load(serial), fastdp.load(parallel)
     np.testing.assert_allclose(two.coef_, one.coef_, rtol=1e-12, atol=1e-14)

@@ -1,5 +1,5 @@
-"""fastdp.io: each rank reads exactly its rows of .npy, .csv, .parquet and text files; errors name
-the file, the line and the problem; predictions and other files are written atomically."""
+"""fastdp.data: each rank reads exactly its rows of .npy, .csv, .parquet and text files; errors name
+the file, the line and the problem."""
 
 import os
 import sys
@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastdp import io
+from fastdp import data as io
+from fastdp.data import lines as line_index
+from fastdp.data import npy
 from fastdp.partition import contiguous_range
 
 N_ROWS, N_COLUMNS = 23, 4
@@ -101,7 +103,7 @@ def test_npy_rank_maps_and_copies_only_its_rows(tmp_path, monkeypatch):
             return super().__getitem__(key)
 
     monkeypatch.setattr(np, "memmap", Spy)
-    monkeypatch.setattr(io, "NPY_BLOCK_BYTES", 3 * 4 * 8)  # blocks of 3 rows of 4 float64 columns
+    monkeypatch.setattr(npy, "NPY_BLOCK_BYTES", 3 * 4 * 8)  # blocks of 3 rows of 4 float64 columns
     shard = io.read_rows(path, rank=1, size=3)  # rows 8..15 of 23
     header, row_bytes = maps[0][0], 4 * 8
     assert maps[0][1] == (N_ROWS, 4)  # np.load's map of the whole file, never read
@@ -172,7 +174,7 @@ def test_npy_keeps_float32_and_converts_integers(tmp_path):
 @pytest.mark.parametrize("chunk", [1, 7, 1 << 20])
 def test_line_formats_split_at_any_chunk_size_and_line_ending(tmp_path, monkeypatch, fmt, ending,
                                                              chunk):
-    monkeypatch.setattr(io, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(line_index, "CHUNK_BYTES", chunk)
     lines = ([",".join(f"{v:.17g}" for v in row) for row in table(N_ROWS)] if fmt == "csv"
              else text_lines(N_ROWS))
     eol = "\n" if ending == "no final newline" else ending
@@ -199,11 +201,11 @@ def test_text_without_labels_is_any_lines_split_over_any_ranks(lines, final_newl
         path = os.path.join(directory, "docs.txt")
         with open(path, "wb") as f:
             f.write(content.encode("utf-8"))
-        old, io.CHUNK_BYTES = io.CHUNK_BYTES, chunk
+        old, line_index.CHUNK_BYTES = line_index.CHUNK_BYTES, chunk
         try:
             shards = [io.read_rows(path, rank=rank, size=size, labels=False) for rank in range(size)]
         finally:
-            io.CHUNK_BYTES = old
+            line_index.CHUNK_BYTES = old
     assert sum((shard.X for shard in shards), []) == lines
     assert all(shard.y is None for shard in shards)
 
@@ -328,39 +330,6 @@ def test_parquet_without_pyarrow_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     with pytest.raises(ImportError, match=r'pip install "fastdp\[io\]"'):
         io.read_rows(path)
-
-
-@pytest.mark.parametrize("values,lines", [
-    (np.array([0.1, 2.0, -3.5e-300]), ["0.1", "2.0", "-3.5e-300"]),
-    (np.array([0, 2, 1]), ["0", "2", "1"]),
-    (np.array(["spam", "ham"]), ["spam", "ham"]),
-    (np.array(["spam", "ham"], dtype=object), ["spam", "ham"]),
-])
-@pytest.mark.parametrize("extension", [".npy", ".csv", ".txt"])
-def test_write_predictions(tmp_path, values, lines, extension):
-    path = tmp_path / f"predictions{extension}"
-    io.write_predictions(path, values)
-    if extension == ".npy":
-        loaded = np.load(path, allow_pickle=False)
-        assert loaded.tolist() == values.tolist()
-    else:
-        assert path.read_text().splitlines() == lines
-    assert os.listdir(tmp_path) == [path.name]
-    with pytest.raises(ValueError, match=r"predictions\.json: unknown output extension"):
-        io.write_predictions(tmp_path / "predictions.json", values)
-
-
-def test_atomic_file_keeps_the_old_file_when_writing_fails(tmp_path):
-    path = tmp_path / "out.bin"
-    path.write_bytes(b"old contents")
-    with pytest.raises(RuntimeError, match="disk on fire"):
-        with io.atomic_file(path) as f:
-            f.write(b"new, partial")
-            raise RuntimeError("disk on fire")
-    assert path.read_bytes() == b"old contents" and os.listdir(tmp_path) == ["out.bin"]
-    with io.atomic_file(path) as f:
-        f.write(b"new contents")
-    assert path.read_bytes() == b"new contents" and os.listdir(tmp_path) == ["out.bin"]
 
 
 def test_parquet_through_a_filesystem_uri(tmp_path):

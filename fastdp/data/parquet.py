@@ -1,0 +1,108 @@
+"""Parquet files (pyarrow, an optional dependency: pip install "fastdp[io]"): only the row groups
+that overlap the rows asked for are read. A URI (s3://bucket/data.parquet, hdfs://host/path,
+file:///path) is opened through pyarrow's filesystem layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .columns import feature_columns, label_index
+
+
+def _pyarrow_parquet() -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError('reading Parquet files needs pyarrow: pip install "fastdp[io]"') from None
+    return pq
+
+
+def _is_numeric(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+
+
+def _is_string(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+class ParquetSource:
+    """The rows of a Parquet file; `read(rows)` returns (X float64, y numbers or str). The last
+    row group read is kept, so consecutive small reads (streaming) decode each group once."""
+
+    format = "parquet"
+
+    def __init__(self, path: str, label_column: int | str | None, labels: bool) -> None:
+        pq = _pyarrow_parquet()
+        import pyarrow as pa
+        import pyarrow.fs  # noqa: F401  (pa.fs)
+
+        self.path = path
+        try:
+            if "://" in path:  # through pyarrow's filesystem layer: S3, HDFS, GCS, file://
+                filesystem, inner = pa.fs.FileSystem.from_uri(path)
+                self.file = pq.ParquetFile(filesystem.open_input_file(inner))
+            else:
+                self.file = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise ValueError(f"{path}: not a readable Parquet file ({exc})") from None
+        schema = self.file.schema_arrow
+        names = list(schema.names)
+        self.n_rows = self.file.metadata.num_rows
+        if self.n_rows == 0 or not names:
+            raise ValueError(f"{path}: the file is empty ({self.n_rows} rows, {len(names)} "
+                             "columns)")
+        self.label = label_index(path, label_column, names, len(names)) if labels else None
+        self.features = feature_columns(path, len(names), self.label)
+        for j in self.features:
+            if not _is_numeric(schema.field(j).type):
+                raise ValueError(f"{path}: column {names[j]!r} has type {schema.field(j).type}; "
+                                 "feature columns must be numeric")
+        if self.label is not None:
+            kind = schema.field(self.label).type
+            if not (_is_numeric(kind) or _is_string(kind)):
+                raise ValueError(f"{path}: label column {names[self.label]!r} has type {kind}; "
+                                 "labels must be numbers or strings")
+        self.names = names
+        self.feature_names = tuple(names[j] for j in self.features)
+        self.label_name = None if self.label is None else names[self.label]
+        sizes = [self.file.metadata.row_group(g).num_rows
+                 for g in range(self.file.metadata.num_row_groups)]
+        self.group_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self._cached: tuple[tuple[int, ...], Any] | None = None
+
+    def read(self, rows: range) -> tuple[np.ndarray, np.ndarray | None]:
+        """(X (m, features) float64, y (m,) or None) of the rows."""
+        table = self._row_range(rows)
+        X = np.empty((len(rows), len(self.features)))
+        for out, j in enumerate(self.features):
+            X[:, out] = self._column_values(table.column(j), self.names[j], rows.start)
+        y = None if self.label is None else self._column_values(
+            table.column(self.label), self.names[self.label], rows.start)
+        return X, y
+
+    def _row_range(self, rows: range) -> Any:
+        """The table of the rows, from the row groups they overlap only."""
+        starts = self.group_starts
+        groups = tuple(g for g in range(len(starts) - 1)
+                       if starts[g] < rows.stop and rows.start < starts[g + 1])
+        if not groups:
+            return self.file.schema_arrow.empty_table()
+        if self._cached is None or self._cached[0] != groups:
+            self._cached = groups, self.file.read_row_groups(list(groups))
+        return self._cached[1].slice(rows.start - int(starts[groups[0]]), len(rows))
+
+    def _column_values(self, column: Any, name: str, first_row: int) -> np.ndarray:
+        """A column as a numpy array (str for string columns); missing values are errors."""
+        if column.null_count:
+            missing = next(i for i, value in enumerate(column.is_null().to_pylist()) if value)
+            raise ValueError(f"{self.path}, row {first_row + missing}: column {name!r} has a "
+                             "missing value")
+        if _is_string(column.type):
+            return np.array(column.to_pylist(), dtype=str)
+        return column.to_numpy()
