@@ -25,6 +25,12 @@ def data(tmp_path_factory):
     X = rng.normal(size=(2001, 8))  # an odd count of rows: ranks hold 1001 and 1000
     y = X @ rng.normal(size=8) + 0.5 + rng.logistic(size=2001) > 0
     np.save(directory / "logistic.npy", np.column_stack([X, y]))
+    np.save(directory / "tiny.npy", np.column_stack([X, y])[:2])  # fewer rows than ranks
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {f"f{j}": X[:, j] for j in range(8)} | {"label": y.astype(np.int64)}
+    pq.write_table(pa.table(columns), directory / "logistic.parquet", row_group_size=300)
     weights = rng.normal(size=60)  # word i pushes a mail toward spam by weights[i]
     with open(directory / "mail.txt", "w") as f:
         for _ in range(301):  # an odd count: ranks hold 151 and 150 lines
@@ -83,13 +89,19 @@ def test_bad_input_ends_the_job_with_one_error_line(tmp_path, data, command, nam
 @pytest.mark.parametrize("name,options,output", [
     ("logistic.npy", ["--label-column", "-1"], "p.npy"),
     ("mail.txt", ["--labeled"], "p.txt"),
+    ("logistic.parquet", ["--label-column", "label", "--chunk-rows", "7"], "p.parquet"),
+    ("mail.txt", ["--labeled", "--chunk-rows", "5"], "p.csv"),
+    ("tiny.npy", ["--labeled"], "p.npy"),
 ])
 def test_predict_on_n_ranks_writes_the_serial_predictions(tmp_path, data, command, capsys, n,
                                                            name, options, output):
+    """Streamed in chunks round-robin over the ranks, written in order by rank 0: the bytes of
+    the serial output, which holds the model's predictions."""
     model = str(tmp_path / "m.fdp")
     extra = ["--n-features", "4096"] if name.endswith(".txt") else []
-    assert main(["train", "--data", str(data / name), "--model", "logistic", "--output", model]
-                + extra) == 0
+    training = "logistic.npy" if name.endswith((".npy", ".parquet")) else name
+    assert main(["train", "--data", str(data / training), "--model", "logistic", "--output",
+                 model] + extra) == 0
     serial, parallel = str(tmp_path / f"serial-{output}"), str(tmp_path / output)
     assert main(["predict", "--model", model, "--input", str(data / name), "--output", serial]
                 + options) == 0
@@ -100,6 +112,17 @@ def test_predict_on_n_ranks_writes_the_serial_predictions(tmp_path, data, comman
     assert result.stdout.splitlines() == [serial_line.replace(serial, parallel)]
     with open(serial, "rb") as a, open(parallel, "rb") as b:
         assert a.read() == b.read()  # the same bytes: same predictions, same order
+    shard = fastdp.data.read_rows(data / name, **({"label_column": "label"}
+                                                  if name.endswith(".parquet") else {}))
+    expected = fastdp.load(model).predict(shard.X)
+    if output.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(parallel).column("prediction").to_pylist() == expected.tolist()
+    elif output.endswith(".npy"):
+        assert np.load(parallel).tolist() == expected.tolist()
+    else:
+        assert open(parallel).read().splitlines() == [str(v) for v in expected]
 
 
 def test_ranks_seeing_different_row_counts_is_an_error(tmp_path, data, command, monkeypatch):
@@ -139,3 +162,32 @@ def test_rebalance_moves_rows_from_a_slowed_rank_and_keeps_the_model(tmp_path, d
     one, two = fastdp.load(serial), fastdp.load(parallel)
     np.testing.assert_allclose(two.coef_, one.coef_, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(two.intercept_, one.intercept_, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("case", ["bad row mid-stream", "truncated parquet", "unwritable output"])
+def test_predict_failures_end_every_rank_and_leave_no_output(tmp_path, data, command, case):
+    model, output = str(tmp_path / "m.fdp"), str(tmp_path / "p.csv")
+    assert main(["train", "--data", str(data / "logistic.npy"), "--model", "logistic", "--output",
+                 model]) == 0
+    table = np.load(data / "logistic.npy")
+    if case == "bad row mid-stream":  # row 30 is in chunk 3 of 10 rows: rank 1's second chunk
+        lines = [",".join(f"{v:.17g}" for v in row) for row in table[:60]]
+        lines[30] = lines[30].replace(",", ",oops", 1)
+        source = tmp_path / "in.csv"
+        source.write_text("\n".join(lines) + "\n")
+        message = f"rank 1: {source}, line 31, column 2: 'oops"
+    elif case == "truncated parquet":
+        content = (data / "logistic.parquet").read_bytes()
+        source = tmp_path / "in.parquet"
+        source.write_bytes(content[:len(content) // 2])
+        message = f"{source}: not a readable Parquet file"
+    else:
+        source, output = data / "logistic.npy", str(tmp_path / "nowhere" / "p.csv")
+        message = f"cannot write {output}"
+    result = command(find_mpiexec(), "-n", "2", FASTDP, "predict", "--model", model, "--input",
+                     str(source), "--output", output, "--chunk-rows", "10", "--labeled",
+                     timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("fastdp: error:") == 1 and message in result.stderr, result.stderr
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.fdp"] + (["in.csv"] if "mid" in case else [])
+                                                  + (["in.parquet"] if "parquet" in case else []))

@@ -344,3 +344,78 @@ def test_parquet_through_a_filesystem_uri(tmp_path):
         io.read_rows("s3://bucket/data.csv")
     with pytest.raises(ValueError, match="not a readable Parquet file"):
         io.read_rows("file://" + os.path.abspath(str(tmp_path / "missing.parquet")))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_balanced_text_partition_splits_bytes_not_lines(tmp_path, size):
+    rng = np.random.default_rng(size)
+    docs = [f"c{i % 2}\t" + "w " * int(rng.pareto(1.5) * 20 + 1) for i in range(400)]
+    path = tmp_path / "skewed.txt"
+    path.write_text("".join(d + "\n" for d in docs))
+    shards = [io.read_rows(path, rank=r, size=size, partition="balanced") for r in range(size)]
+    assert [s.rows.start for s in shards] == [0] + [s.rows.stop for s in shards[:-1]]
+    assert shards[-1].rows.stop == len(docs)
+    assert sum((s.X for s in shards), []) == [d.split("\t", 1)[1] for d in docs]
+    costs = [sum(len(docs[i]) + 1 for i in s.rows) for s in shards]
+    longest = max(len(d) + 1 for d in docs)
+    assert max(costs) <= sum(costs) / size + longest  # equal bytes, up to one line
+    contiguous = [io.read_rows(path, rank=r, size=size) for r in range(size)]
+    assert [len(s.rows) for s in contiguous] == [len(r) for r in
+                                                 [contiguous_range(400, size, k) for k in range(size)]]
+
+
+@pytest.mark.parametrize("fmt", ["csv-header", "text"])
+def test_a_rank_reads_the_bytes_of_its_rows_only(tmp_path, monkeypatch, fmt):
+    monkeypatch.setattr(line_index, "CHUNK_BYTES", 64)
+    n_rows = 300
+    path = write(tmp_path, fmt, n_rows)
+    content = open(path, "rb").read().split(b"\n")
+    header = fmt == "csv-header"
+    for rank in range(3):
+        source = io.open_source(path)
+        before = source.index.bytes_read  # the header line (CSV)
+        rows = io.rank_rows(source, rank, 3)
+        shard = io.read_shard(source, rows)
+        own = sum(len(line) + 1 for line in content[header + rows.start:header + rows.stop])
+        assert own <= source.index.bytes_read - before <= own + 2 * 64
+        assert len(shard.y) == len(rows)
+
+
+def test_csv_is_parsed_in_blocks_of_rows(tmp_path, monkeypatch):
+    from fastdp.data import csv
+
+    path = write(tmp_path, "csv-header", N_ROWS)
+    whole = io.read_rows(path, rank=1, size=2)
+    monkeypatch.setattr(csv, "CSV_BLOCK_ROWS", 4)
+    blocks = io.read_rows(path, rank=1, size=2)
+    np.testing.assert_array_equal(blocks.X, whole.X)
+    np.testing.assert_array_equal(blocks.y, whole.y)
+    lines = open(path).read().splitlines()
+    lines[20] = lines[20].replace(",", ",NA", 1)
+    (tmp_path / "na.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"na\.csv, line 21, column 2 \('b'\): 'NA.*' is not a"):
+        io.read_rows(tmp_path / "na.csv")
+    lines[20] = "nan,1,2,3"
+    (tmp_path / "nan.csv").write_text("\n".join(lines) + "\n")
+    assert np.isnan(io.read_rows(tmp_path / "nan.csv").X[19, 0])  # "nan" is a number
+
+
+def test_truncated_files_are_errors(tmp_path):
+    npy = write(tmp_path, "npy", N_ROWS)
+    content = open(npy, "rb").read()
+    (tmp_path / "cut.npy").write_bytes(content[:-10])
+    with pytest.raises(ValueError, match=r"cut\.npy: not a readable \.npy file"):
+        io.read_rows(tmp_path / "cut.npy")
+    parquet = write(tmp_path, "parquet", N_ROWS)
+    content = open(parquet, "rb").read()
+    (tmp_path / "cut.parquet").write_bytes(content[:len(content) // 2])
+    with pytest.raises(ValueError, match=r"cut\.parquet: not a readable Parquet file"):
+        io.read_rows(tmp_path / "cut.parquet")
+
+
+def test_partition_errors(tmp_path):
+    npy = write(tmp_path, "npy", N_ROWS)
+    with pytest.raises(ValueError, match=r"partition must be one of \['contiguous', 'balanced'\]"):
+        io.read_rows(npy, partition="random")
+    source = io.open_source(npy)
+    assert io.rank_rows(source, 1, 2, "balanced") == io.rank_rows(source, 1, 2) == range(12, 23)

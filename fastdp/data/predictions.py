@@ -36,6 +36,8 @@ def prediction_format(path: str | os.PathLike[str]) -> str:
 
 class PredictionWriter:
     """Writes n_rows predictions of one dtype to path, in blocks, atomically (module docstring).
+    The temporary file is created (and a .npy header written) when the writer is made, so an
+    output path that cannot be written fails there, before any work.
 
     dtype: of the values; for string labels a numpy unicode dtype wide enough for every label
     (a .npy header is written before the first block).
@@ -47,8 +49,6 @@ class PredictionWriter:
         self.n_rows, self.dtype, self.written = int(n_rows), np.dtype(dtype), 0
         self._atomic = atomic_file(self.path)
         self._parquet: Any = None
-
-    def __enter__(self) -> "PredictionWriter":
         self._file = self._atomic.__enter__()
         if self.extension == ".npy":
             header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
@@ -60,6 +60,8 @@ class PredictionWriter:
             kind = pa.string() if self.dtype.kind == "U" else pa.from_numpy_dtype(self.dtype)
             schema = pa.schema([("prediction", kind)])
             self._parquet = _pyarrow_parquet().ParquetWriter(self._file, schema)
+
+    def __enter__(self) -> "PredictionWriter":
         return self
 
     def write(self, values: Any) -> None:
