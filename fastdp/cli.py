@@ -307,10 +307,11 @@ def _format_report(report: dict[str, Any], initial: str) -> str:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    """Stream --input through the model: chunks of --chunk-rows rows go round-robin to the ranks
-    (chunk c to rank c % size), so in round k the ranks predict chunks k*size ... k*size+size-1,
-    rank 0 gathers them and appends them to --output in row order. No rank holds more than one
-    chunk of the input, and rank 0 at most one round of predictions."""
+    """Stream --input through the model: chunks of about --chunk-rows rows (whole row groups of
+    Parquet) go round-robin to the ranks (chunk c to rank c % size), so in round k the ranks
+    predict chunks k*size ... k*size+size-1, and rank 0 gathers them and appends them to --output
+    in row order. No rank holds more than one chunk of the input, and rank 0 at most one round of
+    predictions."""
     comm = world()
     try:
         model = _collective(comm, lambda: _prediction_model(args))
@@ -320,8 +321,7 @@ def _predict(args: argparse.Namespace) -> int:
         source = _collective(comm, lambda: data.open_source(args.input, labels=labeled,
                                                             label_column=args.label_column))
         _agree_on_rows(source.n_rows, args.input, comm)
-        chunks = [range(start, min(start + args.chunk_rows, source.n_rows))
-                  for start in range(0, source.n_rows, args.chunk_rows)]
+        chunks = data.stream_chunks(source, args.chunk_rows)
         dtype = np.float64 if classes is None else classes.dtype
         writer = _collective(comm, lambda: data.PredictionWriter(args.output, source.n_rows, dtype)
                              if comm.rank == 0 else None)

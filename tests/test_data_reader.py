@@ -419,3 +419,14 @@ def test_partition_errors(tmp_path):
         io.read_rows(npy, partition="random")
     source = io.open_source(npy)
     assert io.rank_rows(source, 1, 2, "balanced") == io.rank_rows(source, 1, 2) == range(12, 23)
+
+
+def test_stream_chunks_cover_the_rows_and_follow_parquet_row_groups(tmp_path):
+    npy = io.open_source(write(tmp_path, "npy", N_ROWS))
+    assert io.stream_chunks(npy, 10) == [range(0, 10), range(10, 20), range(20, 23)]
+    parquet = io.open_source(write(tmp_path, "parquet", N_ROWS))  # row groups of 5 rows
+    assert io.stream_chunks(parquet, 7) == [range(0, 10), range(10, 20), range(20, 23)]
+    assert io.stream_chunks(parquet, 3) == [range(a, min(a + 5, 23)) for a in range(0, 23, 5)]
+    assert io.stream_chunks(parquet, 100) == [range(0, 23)]
+    with pytest.raises(ValueError, match="chunk_rows must be an int >= 1, got 0"):
+        io.stream_chunks(npy, 0)

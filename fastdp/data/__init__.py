@@ -5,8 +5,8 @@
     shard.rows, shard.n_rows  # which rows of the file those are, and how many the file has
 
     source = fastdp.data.open_source("big.parquet")   # metadata only
-    for start in range(0, source.n_rows, 65536):        # any row ranges, e.g. streaming
-        shard = fastdp.data.read_shard(source, range(start, min(start + 65536, source.n_rows)))
+    for rows in fastdp.data.stream_chunks(source, 65536):  # or any row ranges
+        shard = fastdp.data.read_shard(source, rows)
 
 Row counts come from metadata (the .npy header, the Parquet footer) or from one cheap pass that
 counts the newlines of a CSV or text file (fastdp.data.lines); after that a rank reads the bytes of
@@ -32,9 +32,10 @@ collective: combine the ranks' outcomes before the next collective.
 
 from .atomic import atomic_file
 from .predictions import PREDICTION_FORMATS, PredictionWriter, prediction_format, write_predictions
-from .reader import PARTITIONS, Source, open_source, rank_rows, read_rows, read_shard
+from .reader import (PARTITIONS, Source, open_source, rank_rows, read_rows, read_shard,
+                     stream_chunks)
 from .shard import FORMATS, Shard, file_format
 
 __all__ = ["FORMATS", "PARTITIONS", "PREDICTION_FORMATS", "PredictionWriter", "Shard", "Source",
            "atomic_file", "file_format", "open_source", "prediction_format", "rank_rows",
-           "read_rows", "read_shard", "write_predictions"]
+           "read_rows", "read_shard", "stream_chunks", "write_predictions"]

@@ -44,11 +44,13 @@ class ParquetSource:
 
         self.path = path
         try:
+            # pre_buffer (one request per column chunk) pays off on S3/HDFS; on a local file it
+            # keeps a row group's raw bytes alive until the next read, for nothing.
             if "://" in path:  # through pyarrow's filesystem layer: S3, HDFS, GCS, file://
                 filesystem, inner = pa.fs.FileSystem.from_uri(path)
-                self.file = pq.ParquetFile(filesystem.open_input_file(inner))
+                self.file = pq.ParquetFile(filesystem.open_input_file(inner), pre_buffer=True)
             else:
-                self.file = pq.ParquetFile(path)
+                self.file = pq.ParquetFile(path, pre_buffer=False)
         except (pa.ArrowException, OSError) as exc:
             raise ValueError(f"{path}: not a readable Parquet file ({exc})") from None
         schema = self.file.schema_arrow
@@ -76,6 +78,16 @@ class ParquetSource:
         self.group_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self._cached: tuple[tuple[int, ...], Any] | None = None
 
+    def chunks(self, chunk_rows: int) -> list[range]:
+        """Consecutive row ranges for streaming, cut at row-group boundaries: groups are merged
+        up to chunk_rows rows, and a larger group is one chunk, so each group is decoded once."""
+        chunks, start = [], 0
+        for stop in self.group_starts[1:]:
+            if stop - start >= chunk_rows or stop == self.n_rows:
+                chunks.append(range(start, int(stop)))
+                start = int(stop)
+        return chunks
+
     def read(self, rows: range) -> tuple[np.ndarray, np.ndarray | None]:
         """(X (m, features) float64, y (m,) or None) of the rows."""
         table = self._row_range(rows)
@@ -94,6 +106,7 @@ class ParquetSource:
         if not groups:
             return self.file.schema_arrow.empty_table()
         if self._cached is None or self._cached[0] != groups:
+            self._cached = None  # free the old groups before decoding the new ones
             self._cached = groups, self.file.read_row_groups(list(groups))
         return self._cached[1].slice(rows.start - int(starts[groups[0]]), len(rows))
 

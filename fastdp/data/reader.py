@@ -80,6 +80,18 @@ def rank_rows(source: Source, rank: int, size: int, partition: str = "contiguous
     return range(start, source.n_rows if rank == size - 1 else stop)
 
 
+def stream_chunks(source: Source, chunk_rows: int) -> list[range]:
+    """Consecutive row ranges of about chunk_rows rows covering the file, for streaming; for
+    Parquet they follow the row groups (a group is never split between chunks)."""
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) \
+            or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be an int >= 1, got {chunk_rows!r}")
+    if hasattr(source, "chunks"):
+        return source.chunks(chunk_rows)
+    return [range(start, min(start + chunk_rows, source.n_rows))
+            for start in range(0, source.n_rows, chunk_rows)]
+
+
 def _check_rank(rank: int, size: int, partition: str) -> None:
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"size must be an int >= 1, got {size!r}")
