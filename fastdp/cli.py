@@ -3,12 +3,13 @@
     fastdp demo                                              serial vs data-parallel, worked example
     mpiexec -n 4 fastdp train --data train.parquet --model logistic --output model.fdp
     fastdp predict --model model.fdp --input test.csv --output predictions.txt
+    fastdp bench kernels                                     benchmark suites (fastdp.bench)
 
 `train` runs as one process or under mpiexec: each rank reads only its rows of --data, the ranks
 fit one model together, rank 0 saves it and prints a summary. Text data (.txt/.tsv, one
 `label<TAB>text` line per row) is hashed into --n-features columns; the model file then holds the
-featurizer too. `predict` runs the same way: each rank reads and predicts its rows, rank 0 writes
-them in order. Bad input ends with one line `fastdp: error: ...` (printed by rank 0) and exit
+featurizer too. `predict` runs the same way, streaming: the ranks read and predict chunks of the
+input in turn, rank 0 writes them in order. Bad input ends with one line `fastdp: error: ...` (printed by rank 0) and exit
 status 2 on every rank.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import re
 import sys
@@ -28,6 +30,7 @@ from sklearn.pipeline import Pipeline
 
 from . import __version__, data, infer, kernels, train
 from .comm import Comm, world
+from .bench import SUITES
 from .demo import DemoConfig, run
 from .estimators import LinearRegression, LinearSVC, LogisticRegression, Ridge
 from .model_io import load, save
@@ -75,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--report", help=argparse.SUPPRESS)
     _add_train(sub)
     _add_predict(sub)
+    bench = sub.add_parser("bench", help="benchmark suites: " + ", ".join(SUITES),
+                           description="Run a benchmark suite; `fastdp bench SUITE --help` lists "
+                                       "its options.", add_help=False)
+    bench.add_argument("suite", choices=SUITES)
+    bench.add_argument("options", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -144,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         return _train(argparse.Namespace(**args))
     if command == "predict":
         return _predict(argparse.Namespace(**args))
+    if command == "bench":
+        module = importlib.import_module(f"fastdp.bench.{args['suite']}")
+        return module.main(args["options"])
     report = args.pop("report")
     return run(DemoConfig(**args), report_path=report)
 
