@@ -1,4 +1,4 @@
-"""Speed-up summary of the benchmarks (kernels: test_bench_kernels.py; SGD on text: test_bench_sgd_text.py).
+"""Speed-up summary of the benchmarks (kernels: test_kernel_throughput.py; SGD on text: test_bench_sgd_text.py).
 
 Run (pyproject's testpaths only names tests/, so give the folder):
 

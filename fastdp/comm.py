@@ -3,6 +3,8 @@
     comm = fastdp.comm.world()
     comm.rank, comm.size, comm.local_size      # local_size: ranks sharing this node
     comm.allreduce_sum_(buf)                   # in place, MPI.IN_PLACE, uppercase buffer API
+    request = comm.iallreduce_sum_(buf)        # the same, non-blocking (MPI_Iallreduce); buf is
+    request.test(); request.wait()             # the sum once test() is True or wait() returned
     comm.bcast_(buf, root=0)                   # in place
     comm.barrier()                             # sleeps while it waits: cheap for idle ranks
     comm.allgather_obj(obj)                    # pickled; small metadata only, never on a hot path
@@ -24,6 +26,12 @@ Under MPI with more than one rank, `world()` installs an exception hook: an unca
 any rank prints its traceback (prefixed by the rank) and calls MPI_Abort, so the job ends with a
 non-zero exit instead of leaving the other ranks waiting in a collective.
 
+Progress of non-blocking collectives: MPICH moves an Iallreduce forward only while some MPI call
+runs on the rank (its progress engine), unless asynchronous progress is on
+(MPIR_CVAR_ASYNC_PROGRESS=1: a progress thread per rank, which needs MPI_THREAD_MULTIPLE, mpi4py's
+default). A caller that computes between the start and the wait should call request.test() at
+its natural breaks (between kernel calls) so the reduction advances while it works.
+
 This module knows nothing of models or kernels.
 """
 
@@ -43,6 +51,13 @@ ABORT_GRACE_S = 1.0  # seconds an aborting rank waits for its stderr to be forwa
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 
 
+class Request(Protocol):
+    """A non-blocking operation in flight; its buffer must not be touched until it completes."""
+
+    def test(self) -> bool: ...  # has it completed? (drives progress under MPI)
+    def wait(self) -> None: ...  # block until it has
+
+
 class Comm(Protocol):
     """What fastdp asks of a communicator."""
 
@@ -51,6 +66,7 @@ class Comm(Protocol):
     local_size: int
 
     def allreduce_sum_(self, buf: np.ndarray) -> np.ndarray: ...
+    def iallreduce_sum_(self, buf: np.ndarray) -> Request: ...
     def bcast_(self, buf: np.ndarray, root: int = 0) -> np.ndarray: ...
     def barrier(self) -> None: ...
     def allgather_obj(self, obj: Any) -> list[Any]: ...
@@ -72,6 +88,36 @@ def _row_layout(counts: Sequence[int], row_size: int) -> tuple[list[int], list[i
     return sizes, [sum(sizes[:r]) for r in range(len(sizes))]
 
 
+class Completed:
+    """A request that completed when it was made (the serial communicator's)."""
+
+    def test(self) -> bool:
+        return True
+
+    def wait(self) -> None:
+        """Nothing to wait for."""
+
+
+class MPIRequest:
+    """An mpi4py Request behind the Request face (its own lowercase test() returns a tuple)."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: Any) -> None:
+        self._request = request
+
+    def test(self) -> bool:
+        """MPI_Test: True once complete; each call also runs MPICH's progress engine."""
+        return bool(self._request.Test())
+
+    def wait(self) -> None:
+        """MPI_Wait."""
+        self._request.Wait()
+
+
+_COMPLETED = Completed()
+
+
 class SerialComm:
     """One process: every collective is the identity."""
 
@@ -82,6 +128,10 @@ class SerialComm:
     def allreduce_sum_(self, buf: np.ndarray) -> np.ndarray:
         """Sum of buf over all ranks, in place: with one rank, buf itself."""
         return buf
+
+    def iallreduce_sum_(self, buf: np.ndarray) -> Request:
+        """Non-blocking sum of buf over all ranks, in place: with one rank, already complete."""
+        return _COMPLETED
 
     def bcast_(self, buf: np.ndarray, root: int = 0) -> np.ndarray:
         """Root's buf on every rank, in place: with one rank, buf itself."""
@@ -154,6 +204,12 @@ class MPIComm:
         """Sum of the C-contiguous buf over all ranks, in place (MPI_IN_PLACE)."""
         self._comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
         return buf
+
+    def iallreduce_sum_(self, buf: np.ndarray) -> Request:
+        """Start the sum of the C-contiguous buf over all ranks, in place (MPI_Iallreduce with
+        MPI_IN_PLACE); buf holds the sum once the request completes and must not be touched
+        before. Every rank starts the same non-blocking collectives in the same order."""
+        return MPIRequest(self._comm.Iallreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM))
 
     def bcast_(self, buf: np.ndarray, root: int = 0) -> np.ndarray:
         """Root's C-contiguous buf copied into buf on every rank."""

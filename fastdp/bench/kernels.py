@@ -1,0 +1,144 @@
+"""`fastdp bench kernels`: the loss-gradient kernels against the machine's read bandwidth and
+the NumPy/SciPy two-pass reference, measured in one run.
+
+    fastdp bench kernels [--cases NAME ...] [--rounds 10] [--scale 1.0] [--out bench-results]
+
+For each case (fastdp.bench.cases.CASES) every contender's result is checked against the
+reference once, then the contenders are timed in interleaved rounds (numba, cython, numpy, numba,
+...: drifts of a shared machine hit all alike) and each keeps its best time. The read bandwidth
+is measured first by a parallel sum over 1 GiB (fastdp.bench.bandwidth). Prints a table (ms,
+GB/s of X, % of the bandwidth, x the reference, rows/s) and the issue's targets with the ratios
+this run measured; writes kernels.json and kernels.png (GB/s against the bandwidth roofline).
+--scale multiplies every case's rows (tests run the suite at 1e-3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+
+from . import report
+from .bandwidth import read_bandwidth
+from .cases import CASES, CONTENDERS, Case, assert_matches, bytes_of_x, make_kernel, make_shard, \
+    reference
+
+# (description, case, contender, over case, over contender, minimum ratio of rows/s); "bandwidth"
+# as the contender over means the fraction of the measured read bandwidth.
+TARGETS = [
+    ("dense squared f64: % of read bandwidth", "squared-dense-4e6x32", "best", None, "bandwidth", 0.80),
+    ("dense logistic f64: % of read bandwidth", "logistic-dense-4e6x32", "best", None, "bandwidth",
+     0.80),
+    ("dense squared f64: x NumPy two-pass", "squared-dense-4e6x32", "best", None, "numpy", 4.0),
+    ("dense logistic f64: x NumPy two-pass", "logistic-dense-4e6x32", "best", None, "numpy", 4.0),
+    ("dense squared: float32 / float64 rows/s", "squared-dense-4e6x32-f32", "best",
+     "squared-dense-4e6x32", "best", 1.8),
+    ("dense logistic: float32 / float64 rows/s", "logistic-dense-4e6x32-f32", "best",
+     "logistic-dense-4e6x32", "best", 1.8),
+    ("CSR logistic: x SciPy two-pass", "logistic-csr-2e5x2^20", "best", None, "numpy", 3.0),
+    ("softmax K=10 dense: x NumPy", "softmax10-dense-1e6x64", "best", None, "numpy", 3.0),
+]
+
+
+def time_case(case: Case, rounds: int) -> dict[str, Any]:
+    """Check every contender on the case's shard, then time them in interleaved rounds."""
+    shard = make_shard(case)
+    ref = reference(case, shard)
+    runs = {name: make_kernel(case, name, shard) for name in CONTENDERS}
+    for run in runs.values():
+        assert_matches(case, run(), ref)
+    best = dict.fromkeys(runs, np.inf)
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    n_bytes = bytes_of_x(shard.X)
+    return {name: {"seconds": s, "gb_per_s": n_bytes / s / 1e9, "rows_per_s": case.rows / s}
+            for name, s in best.items()}
+
+
+def _best_compiled(result: dict[str, Any]) -> dict[str, Any]:
+    return min((result[name] for name in ("numba", "cython")), key=lambda r: r["seconds"])
+
+
+def evaluate_targets(results: dict[str, dict[str, Any]], bandwidth: float) -> list[dict[str, Any]]:
+    """The issue's targets that this run's cases cover, with the measured ratio of each."""
+    rows = []
+    for description, case, who, over_case, over, minimum in TARGETS:
+        if case not in results or (over_case is not None and over_case not in results):
+            continue
+        mine = _best_compiled(results[case]) if who == "best" else results[case][who]
+        if over == "bandwidth":
+            ratio = mine["gb_per_s"] / bandwidth
+        elif over_case is not None:
+            ratio = mine["rows_per_s"] / _best_compiled(results[over_case])["rows_per_s"]
+        else:
+            ratio = mine["rows_per_s"] / results[case][over]["rows_per_s"]
+        rows.append({"target": description, "measured": ratio, "minimum": minimum,
+                     "met": bool(ratio >= minimum)})
+    return rows
+
+
+def format_table(results: dict[str, dict[str, Any]], bandwidth: float,
+                 targets: list[dict[str, Any]]) -> str:
+    """The printed report: one line per case and contender, then the targets."""
+    width = max(len(c) for c in results)
+    lines = [f"read bandwidth (parallel sum over a large array): {bandwidth:.1f} GB/s", "",
+             f"{'case':<{width}} {'kernel':<7} {'ms':>8} {'GB/s':>7} {'% bw':>6} {'x numpy':>8} "
+             f"{'Mrows/s':>8}"]
+    for case, result in results.items():
+        for name, r in result.items():
+            lines.append(f"{case:<{width}} {name:<7} {r['seconds'] * 1e3:>8.2f} "
+                         f"{r['gb_per_s']:>7.2f} {100 * r['gb_per_s'] / bandwidth:>6.1f} "
+                         f"{result['numpy']['seconds'] / r['seconds']:>8.2f} "
+                         f"{r['rows_per_s'] / 1e6:>8.1f}")
+    if targets:
+        lines += ["", f"{'target':<44} {'measured':>9} {'minimum':>8}  met"]
+        lines += [f"{t['target']:<44} {t['measured']:>9.2f} {t['minimum']:>8.2f}  "
+                  f"{'yes' if t['met'] else 'NO'}" for t in targets]
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, dict[str, Any]], bandwidth: float, out: str) -> str:
+    """Bar chart of GB/s per case and contender, with the measured read bandwidth as a line."""
+    plt = report.pyplot()
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(results)), 4))
+    width = 0.8 / len(CONTENDERS)
+    for k, name in enumerate(CONTENDERS):
+        ax.bar(np.arange(len(results)) + k * width, [r[name]["gb_per_s"] for r in results.values()],
+               width, label=name)
+    ax.axhline(bandwidth, color="black", linestyle="--", label=f"read bandwidth {bandwidth:.1f} GB/s")
+    ax.set_xticks(np.arange(len(results)) + width * (len(CONTENDERS) - 1) / 2)
+    ax.set_xticklabels(list(results), rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("GB/s of X read")
+    ax.set_title("loss + gradient kernels against the read-bandwidth roofline")
+    ax.legend(fontsize=8)
+    return report.save_figure(fig, out, "kernels")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `fastdp bench kernels`."""
+    parser = argparse.ArgumentParser(prog="fastdp bench kernels", description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every case's rows")
+    parser.add_argument("--bandwidth-bytes", type=int, default=1 << 30)
+    parser.add_argument("--out", default=report.DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or not args.scale > 0:
+        parser.error("--rounds must be >= 1 and --scale > 0")
+    bandwidth = read_bandwidth(args.bandwidth_bytes)
+    results = {}
+    for name in args.cases:
+        case = CASES[name]
+        results[name] = time_case(case._replace(rows=max(1, int(case.rows * args.scale))),
+                                  args.rounds)
+    targets = evaluate_targets(results, bandwidth)
+    print(format_table(results, bandwidth, targets), flush=True)
+    report.write_json(args.out, "kernels", {"bandwidth_gb_per_s": bandwidth, "results": results,
+                                            "targets": targets, "scale": args.scale})
+    plot(results, bandwidth, args.out)
+    return 0
