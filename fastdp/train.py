@@ -11,6 +11,14 @@ Every step, identical on every rank:
 Because the kernels return sums and the reduction carries the global row count, N ranks take the
 serial step whatever the shard sizes (up to the order of floating-point additions).
 
+overlap_chunks = k > 1 cuts this rank's rows of the step (its shard, or its part of the batch) into
+k consecutive chunks, each with its own buffer [sums, row count]: chunk c's Iallreduce runs while
+chunk c+1 is computed (request.test() between chunks drives MPICH's progress), then the k reduced
+buffers are added in chunk order. Every buffer is full size (p + 2 values) and the last one is
+reduced after all the compute, so a step cannot be shorter than compute + one full reduction:
+the option hides only the reductions it adds. The sums are the same quantities, added in another
+order: the steps equal the non-overlapped ones up to rounding.
+
 Solvers:
 - "gd": full-batch gradient descent (momentum / Nesterov optional);
 - "sgd": mini-batch SGD. Each epoch draws one permutation of the GLOBAL row indices from
@@ -74,11 +82,14 @@ class Objective:
     balancer, every `rebalance_every` passes over the data, the balancer's exchange: before a
     full-batch evaluation, or at `end_epoch`).
     ranges: every rank's global rows, in rank order (contiguous).
+    overlap_chunks: k consecutive chunks of the rows per evaluation, each reduced (Iallreduce)
+    while the next is computed; 1: one blocking Allreduce, as without the option.
     """
 
     def __init__(self, X: Any, y: np.ndarray, loss: str, n_outputs: int, penalty: optim.Penalty,
                  fit_intercept: bool, backend: str, comm: Comm, ranges: list[range],
-                 balancer: balance.LoadBalancer | None = None, rebalance_every: int = 1) -> None:
+                 balancer: balance.LoadBalancer | None = None, rebalance_every: int = 1,
+                 overlap_chunks: int = 1) -> None:
         self.X, self.y, self.loss, self.backend, self.comm = X, y, loss, backend, comm
         self.ranges, self.balancer, self.rebalance_every = ranges, balancer, rebalance_every
         self.rebalances = 0
@@ -90,11 +101,15 @@ class Objective:
         self.size = self.n_coef + n_outputs
         self.penalty = penalty
         self.fit_intercept = fit_intercept
-        self.buf = np.empty(self.size + 2)
+        self.buf = np.empty(self.size + 2)  # the step's global [grad sums, loss sum, row count]
+        # One buffer per chunk: with one chunk, buf itself.
+        self.bufs = self.buf[None] if overlap_chunks == 1 else np.empty((overlap_chunks, self.size + 2))
+        self._blocks: list[tuple[Any, np.ndarray]] | None = None  # full-batch chunks (views)
         self.grad = np.empty(self.size)
         self.scratch: dict[tuple[int, int], np.ndarray] = {}  # the kernels' block sums, by shape
         self.compute_seconds = 0.0  # this rank's time in its kernels (batch gathering included)
-        self.wait_seconds = 0.0  # this rank's time in the Allreduce, waiting for the others included
+        self.wait_seconds = 0.0  # this rank's time in the Allreduce (with overlap: starting, testing
+        # and waiting for the Iallreduces), waiting for the others included
         self.evaluations = 0
         self.batch_loss = 0.0
 
@@ -119,21 +134,33 @@ class Objective:
         self.batch_loss. The returned gradient is a reused buffer."""
         if rows is None:
             self._maybe_rebalance()
-        start = time.perf_counter()
-        X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
         coef, intercept = self.split(theta)
-        kernels.loss_grad_sums(self.loss, X, y, coef, intercept, self.buf[:self.size + 1],
-                               backend=self.backend, validate=False, scratch=self._scratch(X))
-        if self.slowdown > 1.0:  # FASTDP_SLOWDOWN: this rank plays a slower node
-            self._slow_down(X, y, coef, intercept, time.perf_counter() - start)
-        self.buf[-1] = X.shape[0]
-        reduce = time.perf_counter()
-        self.comm.allreduce_sum_(self.buf)
-        self.compute_seconds += reduce - start
+        pending = []
+        for c, buf in enumerate(self.bufs):
+            start = time.perf_counter()
+            X, y = self._chunk(c, rows)
+            kernels.loss_grad_sums(self.loss, X, y, coef, intercept, buf[:self.size + 1],
+                                   backend=self.backend, validate=False, scratch=self._scratch(X))
+            if self.slowdown > 1.0:  # FASTDP_SLOWDOWN: this rank plays a slower node
+                self._slow_down(X, y, coef, intercept, time.perf_counter() - start)
+            buf[-1] = X.shape[0]
+            reduce = time.perf_counter()
+            if len(self.bufs) == 1:
+                self.comm.allreduce_sum_(buf)
+            else:  # start this chunk's sum and let the earlier ones progress
+                pending.append(self.comm.iallreduce_sum_(buf))
+                pending = [request for request in pending if not request.test()]
+            self.compute_seconds += reduce - start
+            self._since[1] += X.shape[0]
+            self._since[2] += reduce - start
+            self.wait_seconds += time.perf_counter() - reduce
+        if len(self.bufs) > 1:
+            reduce = time.perf_counter()
+            for request in pending:
+                request.wait()
+            self.wait_seconds += time.perf_counter() - reduce
+            np.sum(self.bufs, axis=0, out=self.buf)  # chunk by chunk, the same order on every rank
         self._since[0] += rows is None
-        self._since[1] += X.shape[0]
-        self._since[2] += reduce - start
-        self.wait_seconds += time.perf_counter() - reduce
         self.evaluations += 1
         count = self.buf[-1]
         np.divide(self.buf[:self.size], count, out=self.grad)
@@ -142,6 +169,22 @@ class Objective:
         self.penalty.add_grad(theta, self.grad)
         self.batch_loss = self.buf[self.size] / count
         return self.grad
+
+    def _chunk(self, c: int, rows: np.ndarray | None) -> tuple[Any, np.ndarray]:
+        """(X, y) of chunk c of this rank's rows of the evaluation: all of the shard (rows None)
+        or the batch rows `rows`, cut into len(self.bufs) consecutive chunks."""
+        k = len(self.bufs)
+        if rows is not None:
+            part = rows if k == 1 else rows[len(rows) * c // k:len(rows) * (c + 1) // k]
+            return self.X[part], self.y[part]
+        if k == 1:
+            return self.X, self.y
+        if self._blocks is None:  # views, made once per partition of the rows
+            m = self.X.shape[0]
+            edges = [m * i // k for i in range(k + 1)]
+            self._blocks = [(_row_block(self.X, a, b), self.y[a:b])
+                            for a, b in zip(edges[:-1], edges[1:])]
+        return self._blocks[c]
 
     def _slow_down(self, X: Any, y: np.ndarray, coef: np.ndarray, intercept: Any,
                    seconds: float) -> None:
@@ -169,7 +212,7 @@ class Objective:
         if proposal is not None:
             self.X, self.y = balance.redistribute(self.comm, [self.X, self.y], self.ranges, proposal)
             self.ranges = proposal
-            self.scratch = {}
+            self.scratch, self._blocks = {}, None
             self.rebalances += 1
             self.rebalance_every *= 2  # back off: each move must be earned over a longer window
 
@@ -183,8 +226,18 @@ class Objective:
         return self.batch_loss + reg, grad
 
 
+def _row_block(X: Any, start: int, stop: int) -> Any:
+    """Rows start:stop of dense or CSR X without copying them (CSR: a new indptr only)."""
+    if not sp.issparse(X):
+        return X[start:stop]
+    a, b = X.indptr[start], X.indptr[stop]
+    return sp.csr_matrix((X.data[a:b], X.indices[a:b], X.indptr[start:stop + 1] - a),
+                         shape=(stop - start, X.shape[1]), copy=False)
+
+
 def _param_error(loss: str, solver: str, learning_rate: float, max_iter: int, tol: float,
-                 alpha: float, l1_ratio: float, batch_size: int | None, backend: str) -> str | None:
+                 alpha: float, l1_ratio: float, batch_size: int | None, backend: str,
+                 overlap_chunks: int | None = None) -> str | None:
     """What is wrong with the fit's parameters, or None."""
     if loss not in kernels.LOSS_CODES:
         return f"loss must be one of {sorted(kernels.LOSS_CODES)}, got {loss!r}"
@@ -210,6 +263,10 @@ def _param_error(loss: str, solver: str, learning_rate: float, max_iter: int, to
         return f"batch_size must be an integer >= 1 or None, got {batch_size!r}"
     if batch_size is not None and solver in ("gd", "lbfgs"):
         return f"solver={solver!r} is full-batch: leave batch_size=None, or use solver 'sgd'/'adam'"
+    if overlap_chunks is not None and (isinstance(overlap_chunks, bool)
+                                       or not isinstance(overlap_chunks, (int, np.integer))
+                                       or overlap_chunks < 1):
+        return f"overlap_chunks must be an integer >= 1 or None, got {overlap_chunks!r}"
     return None
 
 
@@ -242,7 +299,7 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
         weight_decay: float = 0.01, n_iter_no_change: int = 5, random_state: int = 0,
         backend: str = "numba", comm: Comm | None = None, callback: Callback | None = None,
         verbose: bool = False, rebalance: bool = False, rebalance_every: int | None = None,
-        rebalance_threshold: float = 0.05) -> FitResult:
+        rebalance_threshold: float = 0.05, overlap_chunks: int | None = None) -> FitResult:
     """Fit a linear model data-parallel on the rows this rank holds; every rank gets the same model.
 
     Minimizes (1/rows) * sum over ALL ranks' rows of loss(x.coef + intercept, y)
@@ -265,11 +322,18 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
        faster by more than rebalance_threshold (fastdp.balance; dense or CSR X, every solver).
        The ranks' rows are then no longer the ones passed in; the model is the same up to
        rounding, and mini-batch SGD draws the same global batches.
+    overlap_chunks: None or 1, one blocking Allreduce per evaluation; k > 1 cuts this rank's
+       rows of each evaluation (its part of the batch, or its shard for full-batch solvers and
+       lbfgs) into k chunks and reduces chunk c (MPI_Iallreduce) while computing chunk c+1.
+       Every chunk's buffer is full size, so the option adds k - 1 reductions and hides them
+       behind compute, but the last one stays exposed: a step is never shorter than compute +
+       one reduction, which is what it takes without the option (see the module docstring).
+       The model equals the one without overlap up to rounding (sums added in another order).
     Bad parameters or data on any rank raise the same ValueError on every rank.
     """
     comm = world() if comm is None else comm
     error = _param_error(loss, solver, learning_rate, max_iter, tol, alpha, l1_ratio, batch_size,
-                         backend)
+                         backend, overlap_chunks)
     if error is None and loss == "softmax" and not (isinstance(n_classes, int) and n_classes >= 2):
         error = f"n_classes must be an integer >= 2 for the softmax loss, got {n_classes!r}"
     if error is None and rebalance:
@@ -291,7 +355,7 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     if rebalance_every is None:
         rebalance_every = 1 if mini_batch else 10
     objective = Objective(X, y, loss, K, penalty, fit_intercept, backend, comm, ranges, balancer,
-                          rebalance_every)
+                          rebalance_every, int(overlap_chunks or 1))
     theta = comm.bcast_(np.zeros(objective.size))
     progress = Progress(max_iter, enabled=verbose and comm.rank == 0)
     start = time.perf_counter()

@@ -20,6 +20,14 @@ def test_serial_comm_collectives_are_identities():
         c.bcast_(buf, root=1)
 
 
+def test_serial_iallreduce_is_complete_at_once():
+    c = comm.SerialComm()
+    buf = np.arange(4.0)
+    request = c.iallreduce_sum_(buf)
+    assert request.test() is True and request.wait() is None and request.test() is True
+    assert np.array_equal(buf, np.arange(4.0))
+
+
 @pytest.mark.parametrize("environ,expected", [
     ({}, False), ({"PMI_RANK": "0"}, True), ({"OMPI_COMM_WORLD_SIZE": "2"}, True),
     ({"PMIX_RANK": "1"}, True), ({"HOME": "/root"}, False),

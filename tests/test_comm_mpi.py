@@ -70,3 +70,32 @@ if comm.rank == 0:
     assert lines[0] == f"RANK 0 float32 [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]] {full} [0, 0, 0, 2, 2, 2, 2] {error}"
     assert lines[1] == f"RANK 1 float32 [] None [0, 0, 0, 2, 2, 2, 2] {error}"
     assert lines[2].startswith("RANK 2 float32 [[6.0, 7.0], [8.0, 9.0], [10.0, 11.0], [12.0, 13.0]] None")
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_iallreduce_sums_in_flight_while_the_rank_computes(mpirun, n):
+    """Several Iallreduces in flight at once, started in the same order on every rank, each
+    buffer summed in place; test() drives them while the rank does other work."""
+    result = mpirun(n, """
+import numpy as np
+from fastdp import comm
+c = comm.world()
+bufs = [np.arange(5_000.0) * (c.rank + 1) + chunk for chunk in range(4)]
+requests = []
+for chunk, buf in enumerate(bufs):
+    requests.append(c.iallreduce_sum_(buf))
+    np.linalg.norm(np.random.default_rng(chunk).standard_normal(200_000))  # work in between
+    done = [request.test() for request in requests]
+    assert all(type(flag) is bool for flag in done), done
+for request in requests:
+    assert request.wait() is None
+assert all(request.test() for request in requests)  # complete stays complete
+total = sum(range(1, c.size + 1))
+ok = all(np.array_equal(buf, np.arange(5_000.0) * total + chunk * c.size)
+         for chunk, buf in enumerate(bufs))
+lines = c.allgather_obj(f"IALLREDUCE {c.rank} {ok}")
+if c.rank == 0:
+    print("\\n".join(lines))
+""", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.lines("IALLREDUCE") == [f"IALLREDUCE {r} True" for r in range(n)]

@@ -223,3 +223,46 @@ def test_combined_report_adds_times_per_rank():
     both = train.combine_reports([one, one])
     assert both["ranks"][1] == {"rank": 1, "rows": 4, "compute_s": 6.0, "wait_s": 0.0}
     assert both["imbalance"] == 1.5 and both["evaluations"] == 4 and both["rebalances"] == 2
+
+
+def trajectory(X, y, **kwargs):
+    """Every step's theta (callback) and the fit."""
+    steps = []
+    result = fit(X, y, tol=0, callback=lambda t, theta, f: steps.append(theta.copy()), **kwargs)
+    return np.array(steps), result
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"solver": "sgd", "batch_size": 100, "max_iter": 4, "momentum": 0.5},
+    {"solver": "adam", "batch_size": 37, "max_iter": 2, "learning_rate": 0.05},
+    {"solver": "gd", "max_iter": 60},
+])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_overlap_chunks_follow_the_same_trajectory(kwargs, sparse):
+    """k chunks, each reduced on its own, sum to the step's sums: the same steps up to rounding."""
+    import scipy.sparse as sp
+    X, y = synthetic.linear_regression(2_000, 4, seed=12)
+    if sparse:
+        X = sp.csr_matrix(X * (np.random.default_rng(0).random(X.shape) < 0.5))
+    plain, plain_fit = trajectory(X, y, alpha=0.01, **kwargs)
+    for chunks in (3, 7):
+        steps, result = trajectory(X, y, alpha=0.01, overlap_chunks=chunks, **kwargs)
+        assert steps.shape == plain.shape and steps.shape[0] > 40
+        np.testing.assert_allclose(steps, plain, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(result.loss_history, plain_fit.loss_history, rtol=1e-12)
+        assert result.report["evaluations"] == plain_fit.report["evaluations"]
+    assert np.array_equal(trajectory(X, y, alpha=0.01, overlap_chunks=1, **kwargs)[0], plain)
+
+
+def test_overlap_chunks_more_than_rows():
+    X, y = synthetic.linear_regression(5, 2, seed=13)
+    plain, _ = trajectory(X, y, solver="sgd", batch_size=2, max_iter=3)
+    steps, _ = trajectory(X, y, solver="sgd", batch_size=2, max_iter=3, overlap_chunks=4)
+    np.testing.assert_allclose(steps, plain, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, True, "2", [2]])
+def test_bad_overlap_chunks(value):
+    X, y = synthetic.linear_regression(10, 2)
+    with pytest.raises(ValueError, match=r"overlap_chunks must be an integer >= 1 or None, got "):
+        fit(X, y, solver="sgd", overlap_chunks=value)

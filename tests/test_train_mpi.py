@@ -140,3 +140,52 @@ print("FINISHED", comm.rank)
     assert "boom at step 3 on rank 1" in result.stderr, result
     assert "aborting all ranks" in result.stderr
     assert "FINISHED" not in result.stdout
+
+
+SGD = dict(solver="sgd", batch_size=128, learning_rate=0.05, momentum=0.5, max_iter=3, tol=0,
+           alpha=0.01)
+
+
+def sgd_trajectory(X, y, **kwargs) -> np.ndarray:
+    from fastdp.train import fit
+
+    steps = []
+    fit(X, y, callback=lambda t, theta, f: steps.append(theta.copy()), **SGD, **kwargs)
+    return np.array(steps)
+
+
+def test_overlapped_sgd_follows_the_serial_trajectory(mpirun):
+    """2 ranks with overlap_chunks=2 take the 1-rank steps and the 2-rank steps without overlap,
+    up to rounding, every step of 3 epochs."""
+    result = mpirun(2, PRELUDE + f"""
+from fastdp.train import fit
+SGD = {SGD!r}
+rows = partition.contiguous_range(N_ROWS, comm.size, comm.rank)
+X, y = synthetic.linear_regression(N_ROWS, N_FEATURES, rows, seed=11)
+for chunks in (None, 2):
+    steps = []
+    fit(X, y, callback=lambda t, theta, f: steps.append(theta.tolist()), overlap_chunks=chunks, **SGD)
+    say(f"STEPS-{{chunks}}", comm.rank, steps)
+""")
+    assert result.returncode == 0, result.stderr
+    X, y = synthetic.linear_regression(N_ROWS, N_FEATURES, seed=11)
+    serial = sgd_trajectory(X, y)
+    plain, overlapped = thetas(result, "STEPS-None"), thetas(result, "STEPS-2")
+    assert len(plain) == len(overlapped) == 2 and serial.shape == (3 * 79, N_FEATURES + 1)
+    for steps in (plain, overlapped):
+        assert np.array_equal(steps[0], steps[1])  # both ranks hold the very same parameters
+    np.testing.assert_allclose(overlapped[0], plain[0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(overlapped[0], serial, rtol=1e-10, atol=1e-12)
+
+
+def test_overlap_with_a_rank_holding_no_rows(mpirun):
+    """Every rank starts as many Iallreduces, whatever its rows, so the collectives pair up."""
+    result = mpirun(3, PRELUDE + """
+from fastdp.train import fit
+bounds = [0, 0, 37, N_ROWS]  # rank 0 holds no rows: its chunks are empty, still reduced
+X, y = synthetic.linear_regression(N_ROWS, N_FEATURES, range(bounds[comm.rank], bounds[comm.rank + 1]), seed=11)
+r = fit(X, y, overlap_chunks=3, **FIT)
+say("THETA", comm.rank, np.append(r.coef, r.intercept).tolist())
+""")
+    assert result.returncode == 0, result.stderr
+    assert_all_ranks_equal_serial(result, 3, "THETA", serial_theta("numba"))

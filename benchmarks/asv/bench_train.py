@@ -1,0 +1,90 @@
+"""Training (fastdp.train.fit) in this process, and strong scaling over 2 MPI ranks.
+
+Fit: squared loss on fastdp.synthetic.linear_regression(200,000 x 32), full-batch gradient descent
+for 10 steps ("gd") or one epoch of mini-batch SGD with batches of 256 rows ("sgd", 782 steps),
+Numba and Cython backends. Setup checks the model against the same fit with the NumPy backend.
+
+StrongScaling: the same gd fit (400,000 x 32 rows, 20 steps) launched with `mpiexec -n 1` and
+`mpiexec -n 2`, one kernel thread per rank (NUMBA_NUM_THREADS = OMP_NUM_THREADS = 1), so two ranks
+use twice the cores of one; each rank generates only its own contiguous rows. Reports the
+efficiency T1 / (2 * T2) (1.0: perfect; the 2 ranks' model must equal the 1 rank's).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from fastdp import demo, synthetic, train
+
+FIT_ROWS, FIT_FEATURES = 200_000, 32
+FIT_ARGS = {"gd": {"solver": "gd", "max_iter": 10, "tol": 0.0},
+            "sgd": {"solver": "sgd", "max_iter": 1, "tol": 0.0, "batch_size": 256}}
+
+
+class Fit:
+    params = (["gd", "sgd"], ["numba", "cython"])
+    param_names = ["solver", "backend"]
+    timeout = 180
+
+    def setup(self, solver, backend):
+        self.X, self.y = synthetic.linear_regression(FIT_ROWS, FIT_FEATURES)
+        ref = train.fit(self.X, self.y, backend="numpy", **FIT_ARGS[solver])
+        got = self.fit(solver, backend)  # also compiles / warms up the kernels
+        np.testing.assert_allclose(got.coef, ref.coef, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got.intercept, ref.intercept, rtol=1e-9)
+
+    def fit(self, solver, backend):
+        return train.fit(self.X, self.y, backend=backend, **FIT_ARGS[solver])
+
+    def time_fit(self, solver, backend):
+        self.fit(solver, backend)
+
+
+SCALING_SCRIPT = """
+import json, sys, time
+from fastdp import comm as fcomm, partition, synthetic, train
+n_rows, n_features, steps, repeat = map(int, sys.argv[1:5])
+comm = fcomm.world()
+X, y = synthetic.linear_regression(n_rows, n_features,
+                                   partition.contiguous_range(n_rows, comm.size, comm.rank))
+train.fit(X, y, solver="gd", max_iter=2, tol=0, comm=comm)  # warm-up: JIT cache, first touch
+best = float("inf")
+for _ in range(repeat):
+    comm.barrier()
+    t0 = time.perf_counter()
+    result = train.fit(X, y, solver="gd", max_iter=steps, tol=0, comm=comm)
+    best = min(best, time.perf_counter() - t0)
+seconds = max(comm.allgather_obj(best))  # the slowest rank's best
+if comm.rank == 0:
+    print(json.dumps({"ranks": comm.size, "seconds": seconds, "threads": result.threads,
+                      "coef": result.coef.tolist(), "intercept": float(result.intercept)}))
+"""
+
+
+class StrongScaling:
+    rows, features, steps, repeat = 400_000, 32, 20, 3
+    timeout = 600
+
+    def setup(self):
+        self.mpiexec = demo.find_mpiexec()
+        if self.mpiexec is None:
+            raise NotImplementedError("no mpiexec (pip install mpich)")  # asv: skipped
+
+    def run(self, ranks: int) -> dict:
+        env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
+        cmd = [self.mpiexec, "-n", str(ranks), sys.executable, "-c", SCALING_SCRIPT,
+               *map(str, (self.rows, self.features, self.steps, self.repeat))]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=280)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[:3])} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def track_efficiency_2_ranks(self):
+        one, two = self.run(1), self.run(2)
+        np.testing.assert_allclose(two["coef"], one["coef"], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(two["intercept"], one["intercept"], rtol=1e-10)
+        return one["seconds"] / (2 * two["seconds"])
+    track_efficiency_2_ranks.unit = "T1/(2*T2)"
