@@ -1,4 +1,5 @@
-"""Speed-up summary of the benchmarks (kernels: test_kernel_throughput.py; SGD on text: test_bench_sgd_text.py).
+"""Speed-up summary of the benchmarks (kernels: test_kernel_throughput.py; SGD on text:
+test_bench_sgd_text.py; training loop against the bare kernel: test_train_epoch.py).
 
 Run (pyproject's testpaths only names tests/, so give the folder):
 
@@ -10,12 +11,13 @@ Run (pyproject's testpaths only names tests/, so give the folder):
 After pytest-benchmark's own table, a short table gives, for each case and each contender timed
 in this run, its min time, the GB/s of X it reads (kernels), and its speed-up over the case's
 reference timed in the same run ("x ref": over "numpy", the NumPy/SciPy reference, for kernels;
-over "sklearn" for SGD epochs; "-" when the reference did not run).
+over "sklearn" for SGD epochs; over "kernel", the bare kernel, for training steps; "-" when the
+reference did not run).
 """
 
 import pytest
 
-BASELINES = ("numpy", "sklearn")  # benchmark ids of the references a case's ratios are taken against
+BASELINES = ("numpy", "sklearn", "kernel")  # ids of the references a case's ratios are taken against
 TIMINGS = pytest.StashKey[dict[tuple[str, str], tuple[float, float | None]]]()
 
 

@@ -77,9 +77,10 @@ def repeats_for(n_bytes: int, repeats: int) -> int:
 
 
 def measure(comm: Comm, sizes: Sequence[int], repeats: int) -> list[dict[str, Any]]:
-    """Collective, on >= 2 ranks under MPI: time the bare mpi4py Allreduce and comm.allreduce_sum_
-    of float64 buffers of each size (values), interleaved (alternating which goes first), each
-    call after an MPI Barrier; a call's time is the slowest rank's.
+    """Collective, on >= 2 ranks under MPI, comm being fastdp.comm.world(): time the bare
+    MPI.COMM_WORLD Allreduce and comm.allreduce_sum_ of float64 buffers of each size (values),
+    interleaved (alternating which goes first), each call after an MPI Barrier; a call's time is
+    the slowest rank's.
 
     Returns, the same on every rank, per size {"values", "bytes", "repeats", "bare_median_s",
     "bare_min_s", "fastdp_median_s", "fastdp_min_s"}.

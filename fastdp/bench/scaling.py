@@ -101,9 +101,9 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _launch(ranks: int, threads: int, argv: list[str], tmp: str) -> Any:
-    """Launch a worker on ranks ranks with threads threads per rank; its record."""
-    path = os.path.join(tmp, f"report-{len(os.listdir(tmp))}.json")
+def _launch(ranks: int, threads: int, argv: list[str], path: str) -> Any:
+    """Launch a worker on ranks ranks with threads threads per rank; its record, which it writes
+    to path."""
     env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     code = run_under_mpiexec(ranks, MODULE, [*argv, f"--report={path}"], env=env)
     if code != 0 or not os.path.exists(path):
@@ -123,8 +123,10 @@ def add_scaling(runs: list[dict[str, Any]], scaling: str) -> list[dict[str, Any]
         base = min((r for r in runs if r["threads"] == run["threads"]), key=lambda r: r["ranks"])
         ratio = base["step_s"] / run["step_s"]
         share = base["ranks"] / run["ranks"]
-        speedup, efficiency = (ratio, ratio * share) if scaling == "strong" else (ratio / share,
-                                                                                  ratio)
+        if scaling == "strong":
+            speedup, efficiency = ratio, ratio * share
+        else:
+            speedup, efficiency = ratio / share, ratio
         out.append(run | {"speedup": speedup, "efficiency": efficiency,
                           "compute_share": run["compute_s"] / run["step_s"]})
     return out
@@ -144,9 +146,9 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
               f"--steps={args.steps}", f"--{args.scaling}"]
     cores = available_cores()
     with tempfile.TemporaryDirectory(prefix="fastdp-scaling-") as tmp:
-        runs = [_launch(n, t, worker, tmp) | {"oversubscribed": n * t > cores}
-                for t in args.threads for n in args.np]
-        measured = _launch(COMM_RANKS, 1, ["--worker", "comm"], tmp)
+        runs = [_launch(n, t, worker, os.path.join(tmp, f"train-{n}x{t}.json"))
+                | {"oversubscribed": n * t > cores} for t in args.threads for n in args.np]
+        measured = _launch(COMM_RANKS, 1, ["--worker", "comm"], os.path.join(tmp, "comm.json"))
     alpha, beta = alphabeta.fit([m["bytes"] for m in measured],
                                 [m["bare_median_s"] for m in measured], COMM_RANKS)
     rate, source = node_rate(runs)

@@ -1,0 +1,57 @@
+"""Training steps against the bare kernel: what the training loop adds around the kernels.
+
+Run:
+
+    pytest benchmarks/test_train_epoch.py --benchmark-only
+
+Cases, dense 1,000,000 x 32 float64 (squared loss):
+- "gd-step": one full-batch gradient-descent step of fastdp.train.fit (kernel, Allreduce of the
+  flat buffer, update), timed as 20 steps / 20, against "kernel": one loss_grad_sums call on the
+  same rows with preallocated buffers. fit's first call (compilation, checks) is outside the timing.
+- "sgd-epoch": one epoch of mini-batch SGD with batches of 4096 rows (245 steps: row gathering,
+  kernel, update per step) against "kernel": one full-shard kernel call, the same arithmetic.
+The summary table's "x ref" column is the kernel's time over the training step's: 1.00 means the
+loop adds nothing; below 1, the share of a step spent outside the kernel.
+"""
+
+import numpy as np
+import pytest
+
+from fastdp import kernels, train
+from fastdp.bench.cases import Case, make_shard
+
+ROWS, FEATURES, STEPS, BATCH = 1_000_000, 32, 20, 4096
+
+
+@pytest.fixture(scope="module")
+def shard():
+    return make_shard(Case("squared", "dense", ROWS, FEATURES))
+
+
+def bare_kernel(s):
+    out = np.empty(FEATURES + 2)
+    scratch = np.empty(kernels.scratch_shape("squared", s.X, s.coef))
+    return lambda: kernels.loss_grad_sums("squared", *s, out, scratch=scratch, validate=False)
+
+
+CONTENDERS = {
+    ("gd-step", "fit"): lambda s: lambda: train.fit(s.X, s.y, solver="gd", max_iter=STEPS, tol=0),
+    ("gd-step", "kernel"): bare_kernel,
+    ("sgd-epoch", "fit"): lambda s: lambda: train.fit(s.X, s.y, solver="sgd", batch_size=BATCH,
+                                                      max_iter=1, tol=0, learning_rate=0.01),
+    ("sgd-epoch", "kernel"): bare_kernel,
+}
+PER_CALL = {("gd-step", "fit"): STEPS + 1}  # fit evaluates max_iter + 1 gradients
+
+
+@pytest.mark.parametrize("case,name", list(CONTENDERS))
+def test_training_loop_overhead(benchmark, shard, case, name, timings):
+    run = CONTENDERS[case, name](shard)
+    benchmark.group = case
+    run()  # compile and check once
+    benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
+    if not benchmark.enabled:
+        return
+    seconds = benchmark.stats.stats.min / PER_CALL.get((case, name), 1)
+    benchmark.extra_info["seconds per step or epoch"] = seconds
+    timings[case, name] = (seconds, None)
