@@ -30,7 +30,9 @@ Progress of non-blocking collectives: MPICH moves an Iallreduce forward only whi
 runs on the rank (its progress engine), unless asynchronous progress is on
 (MPIR_CVAR_ASYNC_PROGRESS=1: a progress thread per rank, which needs MPI_THREAD_MULTIPLE, mpi4py's
 default). A caller that computes between the start and the wait should call request.test() at
-its natural breaks (between kernel calls) so the reduction advances while it works.
+its natural breaks (between kernel calls) so the reduction advances while it works. The progress
+thread polls without pause: on a node with no spare core it takes one from the ranks (2 ranks on 2
+cores: training steps 3 to 8 times slower, benchmarks/bench_overlap.py --progress async).
 
 This module knows nothing of models or kernels.
 """

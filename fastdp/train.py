@@ -102,8 +102,9 @@ class Objective:
         self.penalty = penalty
         self.fit_intercept = fit_intercept
         self.buf = np.empty(self.size + 2)  # the step's global [grad sums, loss sum, row count]
-        # One buffer per chunk: with one chunk, buf itself.
-        self.bufs = self.buf[None] if overlap_chunks == 1 else np.empty((overlap_chunks, self.size + 2))
+        # One buffer per chunk; with one chunk, buf itself.
+        self.bufs = (self.buf[None] if overlap_chunks == 1
+                     else np.empty((overlap_chunks, self.size + 2)))
         self._blocks: list[tuple[Any, np.ndarray]] | None = None  # full-batch chunks (views)
         self.grad = np.empty(self.size)
         self.scratch: dict[tuple[int, int], np.ndarray] = {}  # the kernels' block sums, by shape
