@@ -1,27 +1,45 @@
-"""Overlapping the Allreduce with compute (fit(..., overlap_chunks=k)): mini-batch SGD step time
-without overlap and with k = 2, 4 chunks per step, measured in one run.
+"""Overlapping the Allreduce with the next batch's preparation (fit(..., overlap=True)):
+mini-batch SGD step time with overlap False and True, measured in the same run, and the gain
+the alpha-beta model predicts on a network.
 
-    python benchmarks/bench_overlap.py [--loss squared softmax] [--epochs 2] [--rounds 2]
-                                       [--progress default async]
+    python benchmarks/bench_overlap.py [--case dense csr] [--epochs 1] [--rounds 5]
+                                       [--progress default async] [--alpha 2e-6]
+                                       [--bandwidth 10e9] [--nodes 64]
 
-For each loss, launches `mpiexec -n 2` and fits mini-batch SGD on the same shards with
-overlap_chunks None, 2 and 4, interleaved over rounds (so drift in the machine's load falls on
-every setting alike), after one warm-up fit:
+For each case, launches `mpiexec -n 2` and fits mini-batch SGD on the same shards with
+overlap=False and overlap=True, interleaved over rounds (the order alternates from round to round,
+so drift in the machine's load falls on both alike), after one warm-up fit of each:
 
-- squared, 400,000 x 256, batch 8,192: a 259-value buffer (2 KiB) per Allreduce, bandwidth-bound
-  kernels of a few ms per step;
-- softmax, K = 10 classes, 100,000 x 512, batch 2,048: a 5,132-value buffer (40 KiB) per
-  Allreduce, compute-bound kernels.
+- dense: squared loss, 400,000 x 256 float64, batch 8,192 (4,096 rows a rank a step gathered
+  by np.take, 8 MiB): a 259-value buffer (2 KiB) per Allreduce;
+- csr: logistic loss, hashed text 200,000 x 2**18 with 50-150 (mean 100) non-zeros a row
+  (fastdp.bench.cases.hashed_text), batch 1,024 (about 512 rows a rank a step, selected by
+  scipy): a 262,147-value buffer (2 MiB) per Allreduce.
 
-The step time is taken on rank 0 between consecutive callbacks (one per step; median over the
-steps of all rounds); compute and wait per step come from the training report (mean over the
-ranks of compute_s and wait_s, divided by the steps). "gain" is the step time without overlap
-over the step time with it (> 1: faster). "noise" is the largest over the smallest of one
-setting's per-round medians: a gain closer to 1 than that is no measured difference.
-"Allreduce alone" is the mean time of 1,000 blocking Allreduces of the step's buffer back to back
-(the ranks in lockstep, nothing else to wait for): what the communication itself costs a step,
-hence the most any overlap could save. --progress async runs the same again with
-MPIR_CVAR_ASYNC_PROGRESS=1 (MPICH's progress thread per rank).
+Printed per setting: the step time (rank 0, between consecutive callbacks, one per step: the
+median over the steps of all rounds, and the smallest of the rounds' medians), the preparation
+per step (the time in Batches.prepare: the batch's rows of the permutation and their gather; with
+overlap it runs while the reduction is in flight) and compute/wait per step from the training
+report (mean over the ranks; compute includes the preparation, wait is the time blocked in the
+reduction). "gain" is the median step without overlap over the median step with it (> 1:
+faster); "noise" is the largest over the smallest of one setting's per-round medians: a gain
+closer to 1 than that is no measured difference. "Allreduce alone" is the mean time of blocking
+Allreduces of the step's buffer back to back (the ranks in lockstep): the most the overlap could
+hide on this machine is min(Allreduce, preparation); "Iallreduce + wait alone" is the same for
+the non-blocking call overlap=True makes (MPI may run another algorithm for it).
+
+Then the prediction for --nodes nodes on a network of latency --alpha and bandwidth --bandwidth
+(T: fastdp.bench.alphabeta.allreduce_seconds of the buffer), each node with the part of the
+batch a rank has here (the global batch grows with the nodes): step = work + T without overlap,
+work + T - min(T, preparation) with it. A node's work per step is bracketed: at least the
+compute measured here (preparation and kernels; the update left out), at most the fastest
+round's median step without overlap minus the Allreduce alone (which still holds this machine's
+waiting for the other rank); the two give the two ends of the predicted gain. It assumes the
+reduction progresses while the batch is prepared (MPICH moves it forward at the request.test()
+calls between gather pieces, or all along with asynchronous progress).
+
+--progress async runs the same again with MPIR_CVAR_ASYNC_PROGRESS=1 (MPICH's progress thread
+per rank; on a node with no spare core it takes one from the ranks).
 """
 
 import argparse
@@ -33,57 +51,80 @@ import sys
 import tempfile
 import textwrap
 
+from fastdp.bench import alphabeta
 from fastdp.demo import find_mpiexec
 
-SHAPES = {"squared": (400_000, 256, 8192), "softmax": (100_000, 512, 2048)}  # rows, features, batch
-CHUNKS = (None, 2, 4)
+# loss, rows, features, batch
+CASES = {"dense": ("squared", 400_000, 256, 8192), "csr": ("logistic", 200_000, 2**18, 1024)}
+SETTINGS = (False, True)
 
 SCRIPT = """
 import json, sys, time
 import numpy as np
 from fastdp import partition, synthetic, train, world
-loss, rows, features, batch, epochs, rounds, out = sys.argv[1:8]
+from fastdp.bench.cases import hashed_text
+case, loss, rows, features, batch, epochs, rounds, out = sys.argv[1:9]
 rows, features, batch = int(rows), int(features), int(batch)
 epochs, rounds = int(epochs), int(rounds)
-settings = json.loads(sys.argv[8])
-ALONE_CALLS = 1000
+ALONE_SECONDS = 0.5
 comm = world()
 mine = partition.contiguous_range(rows, comm.size, comm.rank)
-if loss == "softmax":
-    X = np.random.default_rng(mine.start).standard_normal((len(mine), features))
-    y = (X[:, :10].argmax(axis=1) + (mine.start % 3)) % 10
-    kwargs = {"n_classes": 10}
+if case == "csr":
+    rng = np.random.default_rng(1 + comm.rank)
+    X = hashed_text(len(mine), features, rng)
+    y = np.where(X @ rng.standard_normal(features) > 0, 1.0, -1.0)
 else:
     X, y = synthetic.linear_regression(rows, features, mine)
-    kwargs = {}
 
-def run(chunks, epochs):
+prepare_s = [0.0]  # time in Batches.prepare, this rank
+prepare = train.Batches.prepare
+
+def timed_prepare(self, *args, **kwargs):
+    start = time.perf_counter()
+    batch = prepare(self, *args, **kwargs)
+    prepare_s[0] += time.perf_counter() - start
+    return batch
+
+train.Batches.prepare = timed_prepare
+
+def run(overlap, epochs):
     stamps = []
+    prepare_s[0] = 0.0
     r = train.fit(X, y, loss=loss, solver="sgd", batch_size=batch, learning_rate=0.01,
-                  max_iter=epochs, tol=0, overlap_chunks=chunks,
-                  callback=lambda t, theta, f: stamps.append(time.perf_counter()), **kwargs)
+                  max_iter=epochs, tol=0, overlap=overlap,
+                  callback=lambda t, theta, f: stamps.append(time.perf_counter()))
     steps = r.report["evaluations"]
-    return (np.diff(stamps).tolist(),
-            [rank["compute_s"] / steps for rank in r.report["ranks"]],
-            [rank["wait_s"] / steps for rank in r.report["ranks"]])
+    prepared = comm.allgather_obj(prepare_s[0] / steps)
+    return (np.diff(stamps).tolist(), sum(prepared) / len(prepared),
+            sum(rank["compute_s"] for rank in r.report["ranks"]) / comm.size / steps,
+            sum(rank["wait_s"] for rank in r.report["ranks"]) / comm.size / steps)
 
-run(None, 1)  # warm-up: JIT, caches, page faults
-K = kwargs.get("n_classes", 1)
-buf = np.zeros(features * K + K + 2)  # the step's buffer: [gradient, loss, rows]
+for overlap in (False, True):  # warm-up: JIT, caches, page faults
+    run(overlap, 1)
+buf = np.zeros(features + 3)  # the step's buffer: [gradient, intercept, loss, rows]
 comm.allreduce_sum_(buf)  # back to back, the ranks run in lockstep after the first call
 start = time.perf_counter()
-for _ in range(ALONE_CALLS):
+comm.allreduce_sum_(buf)
+calls = max(20, int(ALONE_SECONDS / max(time.perf_counter() - start, 1e-6)))
+calls = comm.bcast_obj(calls)
+comm.barrier()
+start = time.perf_counter()
+for _ in range(calls):
     comm.allreduce_sum_(buf)
-alone = (time.perf_counter() - start) / ALONE_CALLS
-results = {str(chunks): {"step_s": [], "compute_s": [], "wait_s": []} for chunks in settings}
-for _ in range(rounds):
-    for chunks in settings:
-        steps, compute, wait = run(chunks, epochs)
-        entry = results[str(chunks)]
-        entry["step_s"].append(steps)
-        entry["compute_s"].append(compute)
-        entry["wait_s"].append(wait)
-results["alone_s"] = comm.allgather_obj(alone)[0]
+alone = (time.perf_counter() - start) / calls
+comm.barrier()
+start = time.perf_counter()
+for _ in range(calls):
+    comm.iallreduce_sum_(buf).wait()
+ialone = (time.perf_counter() - start) / calls
+results = {str(o): {"step_s": [], "prepare_s": [], "compute_s": [], "wait_s": []}
+           for o in (False, True)}
+for i in range(rounds):
+    for overlap in ((False, True) if i % 2 == 0 else (True, False)):
+        entry = results[str(overlap)]
+        for key, value in zip(("step_s", "prepare_s", "compute_s", "wait_s"), run(overlap, epochs)):
+            entry[key].append(value)
+results["alone_s"], results["ialone_s"] = comm.allgather_obj((alone, ialone))[0]
 if comm.rank == 0:
     json.dump(results, open(out, "w"))
 """
@@ -91,20 +132,25 @@ if comm.rank == 0:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--loss", nargs="+", choices=sorted(SHAPES), default=["squared", "softmax"])
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per timed fit")
-    parser.add_argument("--rounds", type=int, default=2, help="timed fits per setting")
+    parser.add_argument("--case", nargs="+", choices=sorted(CASES), default=["dense", "csr"])
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per timed fit")
+    parser.add_argument("--rounds", type=int, default=5, help="timed fits per setting")
     parser.add_argument("--progress", nargs="+", choices=["default", "async"],
                         default=["default"])
+    parser.add_argument("--alpha", type=float, default=2e-6, help="network latency (s)")
+    parser.add_argument("--bandwidth", type=float, default=10e9, help="network bytes/s")
+    parser.add_argument("--nodes", type=int, default=64, help="nodes of the prediction")
     args = parser.parse_args()
-    for loss in args.loss:
+    for case in args.case:
         for progress in args.progress:
-            run(loss, *SHAPES[loss], args.epochs, args.rounds, progress)
+            run(case, args.epochs, args.rounds, progress, args.alpha, 1 / args.bandwidth,
+                args.nodes)
 
 
-def run(loss: str, rows: int, features: int, batch: int, epochs: int, rounds: int,
-        progress: str) -> None:
-    """Fit on 2 ranks with each overlap setting; print step, compute and wait times and gains."""
+def run(case: str, epochs: int, rounds: int, progress: str, alpha: float, beta: float,
+        nodes: int) -> None:
+    """Fit on 2 ranks with and without overlap; print the measured and the predicted gains."""
+    loss, rows, features, batch = CASES[case]
     with tempfile.TemporaryDirectory() as tmp:
         script, out = os.path.join(tmp, "run.py"), os.path.join(tmp, "out.json")
         with open(script, "w") as f:
@@ -112,28 +158,41 @@ def run(loss: str, rows: int, features: int, batch: int, epochs: int, rounds: in
         env = dict(os.environ)
         if progress == "async":
             env["MPIR_CVAR_ASYNC_PROGRESS"] = "1"
-        subprocess.run([find_mpiexec(), "-n", "2", sys.executable, script, loss, str(rows),
-                        str(features), str(batch), str(epochs), str(rounds), out,
-                        json.dumps(CHUNKS)],
-                       env=env, check=True, timeout=600)
+        subprocess.run([find_mpiexec(), "-n", "2", sys.executable, script, case, loss, str(rows),
+                        str(features), str(batch), str(epochs), str(rounds), out],
+                       env=env, check=True, timeout=1200)
         results = json.load(open(out))
-    K = 10 if loss == "softmax" else 1
-    print(f"{loss} loss: 2 ranks, {rows} x {features}, batch {batch}, buffer "
-          f"{features * K + K + 2} values, {progress} MPI progress, {rounds} x {epochs} epoch(s) "
-          f"per setting")
-    print(f"Allreduce alone: {results['alone_s'] * 1e6:.1f} us")
-    print(f"{'overlap_chunks':<15} {'step (ms)':>10} {'compute (ms)':>13} {'wait (ms)':>10} "
-          f"{'gain':>6} {'noise':>6}")
-    base = None
-    for chunks in CHUNKS:
-        entry = results[str(chunks)]
+    buffer_bytes = (features + 3) * alphabeta.FLOAT64_BYTES
+    print(f"{case}: {loss} loss, 2 ranks, {rows:,} x {features:,}, batch {batch:,}, buffer "
+          f"{features + 3:,} values ({buffer_bytes / 1024:.0f} KiB), {progress} MPI progress, "
+          f"{rounds} x {epochs} epoch(s) per setting")
+    alone = results["alone_s"]
+    print(f"Allreduce alone: {alone * 1e6:.1f} us; Iallreduce + wait alone: "
+          f"{results['ialone_s'] * 1e6:.1f} us")
+    print(f"{'overlap':<8} {'step (ms)':>10} {'min round':>10} {'prepare':>8} {'compute':>8} "
+          f"{'wait':>8} {'gain':>6} {'noise':>6}")
+    summary = {}
+    for overlap in SETTINGS:
+        entry = results[str(overlap)]
         step = statistics.median(s for steps in entry["step_s"] for s in steps)
         per_round = [statistics.median(steps) for steps in entry["step_s"]]
-        compute = sum(sum(c) / len(c) for c in entry["compute_s"]) / len(entry["compute_s"])
-        wait = sum(sum(w) / len(w) for w in entry["wait_s"]) / len(entry["wait_s"])
-        base = base or step
-        print(f"{str(chunks):<15} {step * 1e3:>10.2f} {compute * 1e3:>13.2f} {wait * 1e3:>10.3f} "
+        summary[overlap] = step, statistics.median(entry["prepare_s"])
+        base = summary[False][0]
+        compute, wait = (statistics.median(entry[key]) for key in ("compute_s", "wait_s"))
+        print(f"{str(overlap):<8} {step * 1e3:>10.3f} {min(per_round) * 1e3:>10.3f} "
+              f"{summary[overlap][1] * 1e3:>8.3f} {compute * 1e3:>8.3f} {wait * 1e3:>8.3f} "
               f"{base / step:>6.3f} {max(per_round) / min(per_round):>6.3f}")
+    plain = results["False"]
+    prepared = summary[False][1]
+    comm = alphabeta.allreduce_seconds(buffer_bytes, nodes, alpha, beta)
+    hidden = min(comm, prepared)
+    works = (statistics.median(plain["compute_s"]),  # preparation and kernels only
+             min(statistics.median(steps) for steps in plain["step_s"]) - alone)
+    gains = [(work + comm) / (work + comm - hidden) for work in works]
+    print(f"predicted on {nodes} nodes (alpha {alpha * 1e6:g} us, {1 / beta / 1e9:g} GB/s): "
+          f"Allreduce T = {comm * 1e6:.1f} us, hidden min(T, prepare) = {hidden * 1e6:.1f} us; "
+          f"node work {works[0] * 1e3:.3f} to {works[1] * 1e3:.3f} ms a step: "
+          f"gain {gains[0]:.3f} to {gains[1]:.3f}")
     print()
 
 

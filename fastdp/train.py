@@ -11,13 +11,13 @@ Every step, identical on every rank:
 Because the kernels return sums and the reduction carries the global row count, N ranks take the
 serial step whatever the shard sizes (up to the order of floating-point additions).
 
-overlap_chunks = k > 1 cuts this rank's rows of the step (its shard, or its part of the batch) into
-k consecutive chunks, each with its own buffer [sums, row count]: chunk c's Iallreduce runs while
-chunk c+1 is computed (request.test() between chunks drives MPICH's progress), then the k reduced
-buffers are added in chunk order. Every buffer is full size (p + 2 values) and the last one is
-reduced after all the compute, so a step cannot be shorter than compute + one full reduction:
-the option hides only the reductions it adds. The sums are the same quantities, added in another
-order: the steps equal the non-overlapped ones up to rounding.
+overlap=True (mini-batch solvers) starts the step's reduction non-blocking (MPI_Iallreduce) and,
+while it is in flight, prepares the next step's batch: its rows of the epoch's permutation that
+this rank holds, gathered into the batch's arrays. That work does not depend on theta, so the
+arithmetic is unchanged (the same kernel calls on the same rows, one reduction of the same
+buffer) and the steps are bitwise those without overlap (on more than 2 ranks, as long as MPI adds
+the ranks' sums in the same order in both calls); the step gets shorter by
+min(reduction, preparation) at best (see `fit`).
 
 Solvers:
 - "gd": full-batch gradient descent (momentum / Nesterov optional);
@@ -40,7 +40,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from . import balance, kernels, optim, threads
-from .comm import Comm, raise_if_any, world
+from .comm import Comm, Request, raise_if_any, world
 from .progress import Progress
 from .validation import check_shard
 
@@ -82,14 +82,13 @@ class Objective:
     balancer, every `rebalance_every` passes over the data, the balancer's exchange: before a
     full-batch evaluation, or at `end_epoch`).
     ranges: every rank's global rows, in rank order (contiguous).
-    overlap_chunks: k consecutive chunks of the rows per evaluation, each reduced (Iallreduce)
-    while the next is computed; 1: one blocking Allreduce, as without the option.
+    A mini-batch step may be split in two (`start_gradient`, then `finish_gradient`) to work
+    while its reduction is in flight.
     """
 
     def __init__(self, X: Any, y: np.ndarray, loss: str, n_outputs: int, penalty: optim.Penalty,
                  fit_intercept: bool, backend: str, comm: Comm, ranges: list[range],
-                 balancer: balance.LoadBalancer | None = None, rebalance_every: int = 1,
-                 overlap_chunks: int = 1) -> None:
+                 balancer: balance.LoadBalancer | None = None, rebalance_every: int = 1) -> None:
         self.X, self.y, self.loss, self.backend, self.comm = X, y, loss, backend, comm
         self.ranges, self.balancer, self.rebalance_every = ranges, balancer, rebalance_every
         self.rebalances = 0
@@ -102,15 +101,11 @@ class Objective:
         self.penalty = penalty
         self.fit_intercept = fit_intercept
         self.buf = np.empty(self.size + 2)  # the step's global [grad sums, loss sum, row count]
-        # One buffer per chunk; with one chunk, buf itself.
-        self.bufs = (self.buf[None] if overlap_chunks == 1
-                     else np.empty((overlap_chunks, self.size + 2)))
-        self._blocks: list[tuple[Any, np.ndarray]] | None = None  # full-batch chunks (views)
         self.grad = np.empty(self.size)
         self.scratch: dict[tuple[int, int], np.ndarray] = {}  # the kernels' block sums, by shape
-        self.compute_seconds = 0.0  # this rank's time in its kernels (batch gathering included)
-        self.wait_seconds = 0.0  # this rank's time in the Allreduce (with overlap: starting, testing
-        # and waiting for the Iallreduces), waiting for the others included
+        self.compute_seconds = 0.0  # this rank's time in its kernels (batch preparation included)
+        self.wait_seconds = 0.0  # this rank's time in the Allreduce (with overlap: starting the
+        # Iallreduce and blocked in its wait), waiting for the others included
         self.evaluations = 0
         self.batch_loss = 0.0
 
@@ -129,39 +124,54 @@ class Objective:
             self.scratch[shape] = np.empty(shape)
         return self.scratch[shape]
 
-    def gradient(self, theta: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Gradient at theta (without the L1 part) over all ranks' rows, or over the batch whose
-        local part is `rows` (indices into this rank's shard); the mean loss is left in
-        self.batch_loss. The returned gradient is a reused buffer."""
-        if rows is None:
+    def gradient(self, theta: np.ndarray, batch: Batch | None = None) -> np.ndarray:
+        """Gradient at theta (without the L1 part) over all ranks' rows, or over the mini-batch
+        whose part on this rank is `batch`; the mean loss is left in self.batch_loss. The returned
+        gradient is a reused buffer."""
+        if batch is None:
             self._maybe_rebalance()
+        self._local_sums(theta, batch)
+        reduce = time.perf_counter()
+        self.comm.allreduce_sum_(self.buf)
+        self.wait_seconds += time.perf_counter() - reduce
+        return self._finish(theta)
+
+    def start_gradient(self, theta: np.ndarray, batch: Batch) -> Request:
+        """`gradient` over a batch, first half: this rank's sums, then their reduction started
+        (MPI_Iallreduce). Until `finish_gradient(theta, request)`, the caller may do work that
+        touches neither theta nor self.buf, and should call request.test() now and then (MPI
+        progress, fastdp.comm)."""
+        self._local_sums(theta, batch)
+        reduce = time.perf_counter()
+        request = self.comm.iallreduce_sum_(self.buf)
+        self.wait_seconds += time.perf_counter() - reduce
+        return request
+
+    def finish_gradient(self, theta: np.ndarray, request: Request) -> np.ndarray:
+        """`gradient` over a batch, second half: wait for the reduction, then as `gradient`."""
+        reduce = time.perf_counter()
+        request.wait()
+        self.wait_seconds += time.perf_counter() - reduce
+        return self._finish(theta)
+
+    def _local_sums(self, theta: np.ndarray, batch: Batch | None) -> None:
+        """self.buf <- this rank's [grad sums, loss sum, row count] over its shard or the batch."""
+        X, y = (self.X, self.y) if batch is None else (batch.X, batch.y)
         coef, intercept = self.split(theta)
-        pending = []
-        for c, buf in enumerate(self.bufs):
-            start = time.perf_counter()
-            X, y = self._chunk(c, rows)
-            kernels.loss_grad_sums(self.loss, X, y, coef, intercept, buf[:self.size + 1],
-                                   backend=self.backend, validate=False, scratch=self._scratch(X))
-            if self.slowdown > 1.0:  # FASTDP_SLOWDOWN: this rank plays a slower node
-                self._slow_down(X, y, coef, intercept, time.perf_counter() - start)
-            buf[-1] = X.shape[0]
-            reduce = time.perf_counter()
-            if len(self.bufs) == 1:
-                self.comm.allreduce_sum_(buf)
-            else:  # start this chunk's sum and let the earlier ones progress
-                pending.append(self.comm.iallreduce_sum_(buf))
-                pending = [request for request in pending if not request.test()]
-            self.compute_seconds += reduce - start
-            self._since[1] += X.shape[0]
-            self._since[2] += reduce - start
-            self.wait_seconds += time.perf_counter() - reduce
-        if len(self.bufs) > 1:
-            reduce = time.perf_counter()
-            for request in pending:
-                request.wait()
-            self.wait_seconds += time.perf_counter() - reduce
-            np.sum(self.bufs, axis=0, out=self.buf)  # chunk by chunk, the same order on every rank
-        self._since[0] += rows is None
+        start = time.perf_counter()
+        kernels.loss_grad_sums(self.loss, X, y, coef, intercept, self.buf[:self.size + 1],
+                               backend=self.backend, validate=False, scratch=self._scratch(X))
+        if self.slowdown > 1.0:  # FASTDP_SLOWDOWN: this rank plays a slower node
+            self._slow_down(X, y, coef, intercept, time.perf_counter() - start)
+        self.buf[-1] = X.shape[0]
+        seconds = time.perf_counter() - start
+        self.compute_seconds += seconds  # a batch's preparation was counted when it was prepared
+        self._since[0] += batch is None
+        self._since[1] += X.shape[0]
+        self._since[2] += seconds + (0.0 if batch is None else batch.seconds)
+
+    def _finish(self, theta: np.ndarray) -> np.ndarray:
+        """The reduced self.buf -> self.grad and self.batch_loss."""
         self.evaluations += 1
         count = self.buf[-1]
         np.divide(self.buf[:self.size], count, out=self.grad)
@@ -170,22 +180,6 @@ class Objective:
         self.penalty.add_grad(theta, self.grad)
         self.batch_loss = self.buf[self.size] / count
         return self.grad
-
-    def _chunk(self, c: int, rows: np.ndarray | None) -> tuple[Any, np.ndarray]:
-        """(X, y) of chunk c of this rank's rows of the evaluation: all of the shard (rows None)
-        or the batch rows `rows`, cut into len(self.bufs) consecutive chunks."""
-        k = len(self.bufs)
-        if rows is not None:
-            part = rows if k == 1 else rows[len(rows) * c // k:len(rows) * (c + 1) // k]
-            return self.X[part], self.y[part]
-        if k == 1:
-            return self.X, self.y
-        if self._blocks is None:  # views, made once per partition of the rows
-            m = self.X.shape[0]
-            edges = [m * i // k for i in range(k + 1)]
-            self._blocks = [(_row_block(self.X, a, b), self.y[a:b])
-                            for a, b in zip(edges[:-1], edges[1:])]
-        return self._blocks[c]
 
     def _slow_down(self, X: Any, y: np.ndarray, coef: np.ndarray, intercept: Any,
                    seconds: float) -> None:
@@ -213,32 +207,91 @@ class Objective:
         if proposal is not None:
             self.X, self.y = balance.redistribute(self.comm, [self.X, self.y], self.ranges, proposal)
             self.ranges = proposal
-            self.scratch, self._blocks = {}, None
+            self.scratch = {}
             self.rebalances += 1
             self.rebalance_every *= 2  # back off: each move must be earned over a longer window
 
-    def evaluate(self, theta: np.ndarray, rows: np.ndarray | None = None,
-                 smooth_only: bool = False) -> tuple[float, np.ndarray]:
-        """(objective, gradient) at theta: `gradient` and the penalized mean loss, without the L1
-        part when smooth_only."""
-        grad = self.gradient(theta, rows)
+    def evaluate(self, theta: np.ndarray, smooth_only: bool = False) -> tuple[float, np.ndarray]:
+        """(objective, gradient) over all ranks' rows at theta: `gradient` and the penalized mean
+        loss, without the L1 part when smooth_only."""
+        grad = self.gradient(theta)
         w = theta[:self.n_coef]
         reg = 0.5 * self.penalty.l2 * float(w @ w) if smooth_only else self.penalty.value(theta)
         return self.batch_loss + reg, grad
 
 
-def _row_block(X: Any, start: int, stop: int) -> Any:
-    """Rows start:stop of dense or CSR X without copying them (CSR: a new indptr only)."""
-    if not sp.issparse(X):
-        return X[start:stop]
-    a, b = X.indptr[start], X.indptr[stop]
-    return sp.csr_matrix((X.data[a:b], X.indices[a:b], X.indptr[start:stop + 1] - a),
-                         shape=(stop - start, X.shape[1]), copy=False)
+@dataclass
+class Batch:
+    """This rank's rows of one global mini-batch, gathered: X (dense or CSR) and y, and the
+    seconds their preparation took (counted as compute)."""
+
+    X: Any
+    y: np.ndarray
+    seconds: float
+
+
+class Batches:
+    """This rank's part of every global mini-batch. Epoch e draws one permutation of the global
+    rows from (random_state, e) and cuts it into batches of batch_size; this rank computes the
+    rows of each batch it holds (objective.ranges[rank], read at each `prepare`: the balancer
+    moves rows), in increasing order. None of it depends on theta.
+
+    Dense X is gathered into one array reused from batch to batch (np.take into a preallocated
+    buffer), so a Batch's arrays are valid until the next `prepare`; CSR rows are selected by
+    scipy (X[rows]), a new matrix each time.
+    """
+
+    GATHER_BYTES = 1 << 21  # while a reduction is in flight: test it between pieces this large
+
+    def __init__(self, objective: Objective, n_rows: int, batch_size: int,
+                 random_state: int) -> None:
+        self.objective, self.n_rows, self.batch_size = objective, n_rows, batch_size
+        self.random_state = random_state
+        self._epoch, self._order = -1, np.empty(0, dtype=np.int64)
+        self._X: np.ndarray | None = None  # dense X's gather buffers
+        self._y: np.ndarray | None = None
+
+    def prepare(self, epoch: int, start: int, request: Request | None = None) -> Batch:
+        """This rank's part of the batch of `epoch` whose global rows start at `start` in the
+        epoch's permutation. request: a reduction in flight, tested between the pieces of the
+        work so MPI moves it forward."""
+        began = time.perf_counter()
+        objective = self.objective
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._order = np.random.default_rng([self.random_state, epoch]).permutation(self.n_rows)
+        batch = self._order[start:start + self.batch_size]
+        mine = objective.ranges[objective.comm.rank]
+        rows = np.sort(batch[(batch >= mine.start) & (batch < mine.stop)] - mine.start)
+        done = request is None or request.test()
+        if sp.issparse(objective.X):
+            X = objective.X[rows]
+            done = done or request.test()
+            y = objective.y[rows]
+        else:
+            X, y = self._buffers(len(rows))
+            row_bytes = X.shape[1] * X.itemsize
+            piece = max(1, len(rows) if done else self.GATHER_BYTES // max(1, row_bytes))
+            for a in range(0, len(rows), piece):
+                np.take(objective.X, rows[a:a + piece], axis=0, out=X[a:a + piece], mode="clip")
+                done = done or request.test()
+            np.take(objective.y, rows, out=y, mode="clip")  # rows are in range: no checks
+        seconds = time.perf_counter() - began
+        objective.compute_seconds += seconds
+        return Batch(X, y, seconds)
+
+    def _buffers(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first k rows of the dense gather buffers, (re)allocated for the shard's batches."""
+        X, y = self.objective.X, self.objective.y
+        if self._X is None or len(self._X) < k:  # first use, or more rows since the balancer moved
+            rows = max(k, min(self.batch_size, X.shape[0]))
+            self._X, self._y = np.empty((rows, X.shape[1]), X.dtype), np.empty(rows, y.dtype)
+        return self._X[:k], self._y[:k]
 
 
 def _param_error(loss: str, solver: str, learning_rate: float, max_iter: int, tol: float,
                  alpha: float, l1_ratio: float, batch_size: int | None, backend: str,
-                 overlap_chunks: int | None = None) -> str | None:
+                 overlap: bool = False) -> str | None:
     """What is wrong with the fit's parameters, or None."""
     if loss not in kernels.LOSS_CODES:
         return f"loss must be one of {sorted(kernels.LOSS_CODES)}, got {loss!r}"
@@ -264,10 +317,11 @@ def _param_error(loss: str, solver: str, learning_rate: float, max_iter: int, to
         return f"batch_size must be an integer >= 1 or None, got {batch_size!r}"
     if batch_size is not None and solver in ("gd", "lbfgs"):
         return f"solver={solver!r} is full-batch: leave batch_size=None, or use solver 'sgd'/'adam'"
-    if overlap_chunks is not None and (isinstance(overlap_chunks, bool)
-                                       or not isinstance(overlap_chunks, (int, np.integer))
-                                       or overlap_chunks < 1):
-        return f"overlap_chunks must be an integer >= 1 or None, got {overlap_chunks!r}"
+    if not isinstance(overlap, (bool, np.bool_)):
+        return f"overlap must be True or False, got {overlap!r}"
+    if overlap and solver != "sgd" and batch_size is None:
+        return (f"overlap=True needs mini-batch training (solver 'sgd', or 'adam'/'adamw' with "
+                f"batch_size): solver={solver!r} is full-batch and has no next batch to prepare")
     return None
 
 
@@ -300,7 +354,7 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
         weight_decay: float = 0.01, n_iter_no_change: int = 5, random_state: int = 0,
         backend: str = "numba", comm: Comm | None = None, callback: Callback | None = None,
         verbose: bool = False, rebalance: bool = False, rebalance_every: int | None = None,
-        rebalance_threshold: float = 0.05, overlap_chunks: int | None = None) -> FitResult:
+        rebalance_threshold: float = 0.05, overlap: bool = False) -> FitResult:
     """Fit a linear model data-parallel on the rows this rank holds; every rank gets the same model.
 
     Minimizes (1/rows) * sum over ALL ranks' rows of loss(x.coef + intercept, y)
@@ -323,18 +377,20 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
        faster by more than rebalance_threshold (fastdp.balance; dense or CSR X, every solver).
        The ranks' rows are then no longer the ones passed in; the model is the same up to
        rounding, and mini-batch SGD draws the same global batches.
-    overlap_chunks: None or 1, one blocking Allreduce per evaluation; k > 1 cuts this rank's
-       rows of each evaluation (its part of the batch, or its shard for full-batch solvers and
-       lbfgs) into k chunks and reduces chunk c (MPI_Iallreduce) while computing chunk c+1.
-       Every chunk's buffer is full size, so the option adds k - 1 reductions and hides them
-       behind compute, but the last one stays exposed: a step is never shorter than compute +
-       one reduction, which is what it takes without the option (see the module docstring).
-       The model equals the one without overlap up to rounding (sums added in another order).
+    overlap: mini-batch solvers only. True starts each step's reduction non-blocking
+       (MPI_Iallreduce) and prepares the next batch while it is in flight: the rows of the epoch's
+       permutation this rank holds, gathered into the batch's arrays (at an epoch's end, the next
+       epoch's first batch; prepared again if the balancer then moves rows). The steps are
+       bitwise those of overlap=False (the same kernel calls on the same rows, one reduction of
+       the same buffer; with more than 2 ranks, if the MPI library adds the ranks' sums in the
+       same order in MPI_Iallreduce as in MPI_Allreduce), and a step is shorter by at most
+       min(reduction, preparation). Without MPICH's asynchronous progress the reduction moves
+       forward only at the request.test() calls made between pieces of the preparation.
     Bad parameters or data on any rank raise the same ValueError on every rank.
     """
     comm = world() if comm is None else comm
     error = _param_error(loss, solver, learning_rate, max_iter, tol, alpha, l1_ratio, batch_size,
-                         backend, overlap_chunks)
+                         backend, overlap)
     if error is None and loss == "softmax" and not (isinstance(n_classes, int) and n_classes >= 2):
         error = f"n_classes must be an integer >= 2 for the softmax loss, got {n_classes!r}"
     if error is None and rebalance:
@@ -356,7 +412,7 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     if rebalance_every is None:
         rebalance_every = 1 if mini_batch else 10
     objective = Objective(X, y, loss, K, penalty, fit_intercept, backend, comm, ranges, balancer,
-                          rebalance_every, int(overlap_chunks or 1))
+                          rebalance_every)
     theta = comm.bcast_(np.zeros(objective.size))
     progress = Progress(max_iter, enabled=verbose and comm.rank == 0)
     start = time.perf_counter()
@@ -374,7 +430,7 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
                 objective, theta, solver, batch_size or MINI_BATCH_DEFAULT,
                 sum(rows_per_rank), learning_rate, schedule, power_t, max_iter, tol,
                 n_iter_no_change, momentum, nesterov, beta1, beta2, weight_decay, random_state,
-                callback, progress)
+                overlap, callback, progress)
     progress.close()
     report = training_report(objective)
     coef, intercept = objective.split(theta)
@@ -466,29 +522,40 @@ def _run_full_batch(objective, theta, solver, learning_rate, schedule, power_t, 
 
 def _run_mini_batch(objective, theta, solver, batch_size, n_rows, learning_rate, schedule,
                     power_t, max_iter, tol, n_iter_no_change, momentum, nesterov, beta1, beta2,
-                    weight_decay, random_state, callback, progress):
+                    weight_decay, random_state, overlap, callback, progress):
     rule = _rule(objective, solver, momentum, nesterov, beta1, beta2, weight_decay)
     steps_per_epoch = -(-n_rows // batch_size)
     lr_of = optim.Schedule(schedule, learning_rate, power_t=power_t,
                            total_steps=max_iter * steps_per_epoch)
+    batches = Batches(objective, n_rows, batch_size, random_state)
     history, best, stale, t = [], np.inf, 0, 0
     converged = False
+    ready = None  # overlap: this step's batch, prepared during the previous step's reduction
     for epoch in range(max_iter):
-        order = np.random.default_rng([random_state, epoch]).permutation(n_rows)
-        mine = objective.ranges[objective.comm.rank]  # the global rows held (the balancer moves them)
         total = 0.0
         for start in range(0, n_rows, batch_size):
-            batch = order[start:start + batch_size]
-            local = np.sort(batch[(batch >= mine.start) & (batch < mine.stop)] - mine.start)
-            grad = objective.gradient(theta, local)
-            total += objective.batch_loss * len(batch)
+            batch = ready if ready is not None else batches.prepare(epoch, start)
+            ready = None
+            if overlap:
+                following = ((epoch, start + batch_size) if start + batch_size < n_rows
+                             else (epoch + 1, 0))
+                request = objective.start_gradient(theta, batch)
+                if following[0] < max_iter:
+                    ready = batches.prepare(*following, request)
+                grad = objective.finish_gradient(theta, request)
+            else:
+                grad = objective.gradient(theta, batch)
+            total += objective.batch_loss * min(batch_size, n_rows - start)
             if callback is not None:
                 callback(t, _read_only(theta), objective.batch_loss + objective.penalty.value(theta))
             lr = lr_of(t)
             rule.step(theta, grad, lr)
             objective.penalty.prox(theta, lr)
             t += 1
+        moves = objective.rebalances
         objective.end_epoch()
+        if objective.rebalances != moves:
+            ready = None  # prepared from the rows held before the move: prepare it again
         history.append(total / n_rows + objective.penalty.value(theta))
         progress.update(epoch, history[-1])
         if history[-1] > best - tol:

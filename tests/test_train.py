@@ -232,37 +232,97 @@ def trajectory(X, y, **kwargs):
     return np.array(steps), result
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"solver": "sgd", "batch_size": 100, "max_iter": 4, "momentum": 0.5},
-    {"solver": "adam", "batch_size": 37, "max_iter": 2, "learning_rate": 0.05},
-    {"solver": "gd", "max_iter": 60},
-])
-@pytest.mark.parametrize("sparse", [False, True])
-def test_overlap_chunks_follow_the_same_trajectory(kwargs, sparse):
-    """k chunks, each reduced on its own, sum to the step's sums: the same steps up to rounding."""
+MINI_BATCH = {
+    "sgd-momentum": {"solver": "sgd", "batch_size": 100, "max_iter": 4, "momentum": 0.5,
+                     "learning_rate": 0.05},
+    "adam": {"solver": "adam", "batch_size": 37, "max_iter": 2, "learning_rate": 0.05},
+    "adamw-softmax": {"solver": "adamw", "batch_size": 64, "max_iter": 2, "learning_rate": 0.05,
+                      "loss": "softmax", "n_classes": 3},
+}
+
+
+def mini_batch_data(sparse: bool, softmax: bool = False):
     import scipy.sparse as sp
     X, y = synthetic.linear_regression(2_000, 4, seed=12)
+    if softmax:
+        y = np.digitize(y, np.quantile(y, [1 / 3, 2 / 3]))
     if sparse:
         X = sp.csr_matrix(X * (np.random.default_rng(0).random(X.shape) < 0.5))
+    return X, y
+
+
+@pytest.mark.parametrize("name", sorted(MINI_BATCH))
+@pytest.mark.parametrize("sparse", [False, True])
+def test_overlap_takes_bitwise_the_same_steps(name, sparse):
+    """Preparing the next batch while the reduction is in flight changes no arithmetic."""
+    kwargs = MINI_BATCH[name]
+    X, y = mini_batch_data(sparse, softmax=kwargs.get("loss") == "softmax")
     plain, plain_fit = trajectory(X, y, alpha=0.01, **kwargs)
-    for chunks in (3, 7):
-        steps, result = trajectory(X, y, alpha=0.01, overlap_chunks=chunks, **kwargs)
-        assert steps.shape == plain.shape and steps.shape[0] > 40
-        np.testing.assert_allclose(steps, plain, rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(result.loss_history, plain_fit.loss_history, rtol=1e-12)
-        assert result.report["evaluations"] == plain_fit.report["evaluations"]
-    assert np.array_equal(trajectory(X, y, alpha=0.01, overlap_chunks=1, **kwargs)[0], plain)
+    steps, result = trajectory(X, y, alpha=0.01, overlap=True, **kwargs)
+    assert steps.shape == plain.shape and steps.shape[0] > 40
+    assert np.array_equal(steps, plain)
+    assert np.array_equal(result.loss_history, plain_fit.loss_history)
+    assert np.array_equal(result.coef, plain_fit.coef)
+    assert np.array_equal(result.intercept, plain_fit.intercept)
+    assert result.n_iter == plain_fit.n_iter and result.grad_norm == plain_fit.grad_norm
+    assert result.report["evaluations"] == plain_fit.report["evaluations"]
+    (rank,) = result.report["ranks"]
+    assert rank["compute_s"] > 0 and rank["wait_s"] >= 0
 
 
-def test_overlap_chunks_more_than_rows():
-    X, y = synthetic.linear_regression(5, 2, seed=13)
-    plain, _ = trajectory(X, y, solver="sgd", batch_size=2, max_iter=3)
-    steps, _ = trajectory(X, y, solver="sgd", batch_size=2, max_iter=3, overlap_chunks=4)
-    np.testing.assert_allclose(steps, plain, rtol=1e-12, atol=1e-15)
+def test_overlap_stops_early_with_the_same_epochs():
+    """Converged before max_iter: the batch prepared for the next epoch is left unused."""
+    X, y = synthetic.linear_regression(3_000, 3, seed=14)
+    kwargs = dict(solver="sgd", batch_size=256, learning_rate=0.05, max_iter=200, tol=1e-3,
+                  n_iter_no_change=2)
+    plain = fit(X, y, **kwargs)
+    overlapped = fit(X, y, overlap=True, **kwargs)
+    assert plain.converged and plain.n_iter < 200
+    assert overlapped.n_iter == plain.n_iter and overlapped.converged
+    assert np.array_equal(overlapped.coef, plain.coef)
+    assert np.array_equal(overlapped.loss_history, plain.loss_history)
 
 
-@pytest.mark.parametrize("value", [0, -2, 1.5, True, "2", [2]])
-def test_bad_overlap_chunks(value):
+@pytest.mark.parametrize("sparse", [False, True])
+def test_batches_gather_the_rows_of_the_permutation(sparse):
+    """Batches.prepare gives X[rows], y[rows] of the sorted rows of the epoch's permutation, in
+    reused buffers for dense X, whatever the pieces the gather is cut into."""
+    X, y = mini_batch_data(sparse)
+    objective = train.Objective(X, y, "squared", 1, train.optim.Penalty(0.0, 0.0, 4), True,
+                                "numba", train.world(), [range(0, 2_000)])
+    batches = train.Batches(objective, 2_000, 300, random_state=3)
+    batches.GATHER_BYTES = 5 * 4 * 8  # 5 rows a piece, when a request is in flight
+
+    class Pending:  # a request that never completes before the wait: every piece tests it
+        tests = 0
+
+        def test(self):
+            Pending.tests += 1
+            return False
+
+    for epoch in (0, 1):
+        order = np.random.default_rng([3, epoch]).permutation(2_000)
+        for start in (0, 1_800):
+            rows = np.sort(order[start:start + 300])
+            batch = batches.prepare(epoch, start, Pending() if start else None)
+            dense = batch.X.toarray() if sparse else batch.X
+            assert np.array_equal(dense, X[rows].toarray() if sparse else X[rows])
+            assert np.array_equal(batch.y, y[rows]) and batch.seconds >= 0
+    assert Pending.tests == (2 * 2 if sparse else 2 * (1 + 200 // 5))
+    if not sparse:
+        assert batch.X.base is batches._X and len(batches._X) == 300  # one buffer, reused
+
+
+@pytest.mark.parametrize("solver", ["gd", "adam", "lbfgs"])
+def test_overlap_needs_mini_batch_training(solver):
     X, y = synthetic.linear_regression(10, 2)
-    with pytest.raises(ValueError, match=r"overlap_chunks must be an integer >= 1 or None, got "):
-        fit(X, y, solver="sgd", overlap_chunks=value)
+    with pytest.raises(ValueError, match=r"overlap=True needs mini-batch training .*"
+                                         rf"solver='{solver}' is full-batch"):
+        fit(X, y, solver=solver, overlap=True)
+
+
+@pytest.mark.parametrize("value", [1, 0, "yes", None])
+def test_bad_overlap(value):
+    X, y = synthetic.linear_regression(10, 2)
+    with pytest.raises(ValueError, match=r"overlap must be True or False, got "):
+        fit(X, y, solver="sgd", overlap=value)

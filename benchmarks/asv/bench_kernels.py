@@ -2,50 +2,52 @@
 
 DenseLossGrad: squared, logistic and softmax (K = 10) on a dense 1,000,000 x 32 shard, Numba and
 Cython backends, float64 and float32 X: time per call, GB/s of X read, rows/s, and the speed-up
-over fastdp's NumPy two-pass reference timed in the same setup.
+over the NumPy two-pass reference timed in the same setup.
 CsrLogistic: logistic loss on a hashed-text-like CSR shard (100,000 rows, 50..150 non-zeros per
-row, 2**20 columns, int32 indices).
-ReadBandwidth: a Numba parallel sum over a float64 array as large as the dense float64 X, the
-roofline the dense kernels are read against (a kernel that streams X once cannot beat it).
+row, 2**20 columns, int32 indices): time, GB/s, speed-up over SciPy.
+ReadBandwidth: a Numba parallel sum over 256 MB (fastdp.bench.bandwidth), the roofline the dense
+kernels are read against.
 
-Every setup first checks the kernel's result against the NumPy reference, so a wrong kernel fails
-the benchmark instead of reporting a fast number.
+Cases, contenders and checks come from fastdp.bench.cases: every setup first checks the kernel's
+result against the reference.
 """
 
-import numba
 import numpy as np
 
-from .common import (DENSE_FEATURES, DENSE_ROWS, RTOL, assert_matches, best_time, bytes_of_x,
-                     dense_shard, kernel_call, logistic_csr_shard, reference)
+from fastdp.bench.bandwidth import read_bandwidth
+from fastdp.bench.cases import bytes_of_x
+
+from .common import Case, best_time, checked_kernel, make_kernel
 
 REPEAT = 5        # timed calls of a compiled kernel per track_ measurement (best of)
-REPEAT_NUMPY = 3  # timed calls of the NumPy reference per track_speedup_vs_numpy
+REPEAT_NUMPY = 3  # timed calls of the reference per track_speedup_vs_numpy
+DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
 class DenseLossGrad:
+    """X: 1,000,000 x 32, float64 (256 MB) or float32 (128 MB)."""
+
     params = (["squared", "logistic", "softmax"], ["numba", "cython"], ["float64", "float32"])
     param_names = ["loss", "backend", "dtype"]
     timeout = 180
 
     def setup(self, loss, backend, dtype):
-        self.shard = dense_shard(loss, dtype)
-        self.ref = reference(loss, self.shard)
-        self.call = kernel_call(loss, self.shard, backend)
-        assert_matches(self.call(), self.ref, RTOL[dtype])  # also compiles / warms up the kernel
+        self.case = Case(loss, "dense", 1_000_000, 32, DTYPES[dtype])
+        self.shard, self.call = checked_kernel(self.case, backend)
 
     def time_loss_grad(self, loss, backend, dtype):
         self.call()
 
     def track_gbps(self, loss, backend, dtype):
-        return bytes_of_x(self.shard[0]) / best_time(self.call, REPEAT) / 1e9
+        return bytes_of_x(self.shard.X) / best_time(self.call, REPEAT) / 1e9
     track_gbps.unit = "GB/s"
 
     def track_rows_per_s(self, loss, backend, dtype):
-        return DENSE_ROWS / best_time(self.call, REPEAT)
+        return self.case.rows / best_time(self.call, REPEAT)
     track_rows_per_s.unit = "rows/s"
 
     def track_speedup_vs_numpy(self, loss, backend, dtype):
-        numpy_s = best_time(kernel_call(loss, self.shard, "numpy"), REPEAT_NUMPY)
+        numpy_s = best_time(make_kernel(self.case, "numpy", self.shard), REPEAT_NUMPY)
         return numpy_s / best_time(self.call, REPEAT)
     track_speedup_vs_numpy.unit = "x NumPy"
 
@@ -56,41 +58,27 @@ class CsrLogistic:
     timeout = 180
 
     def setup(self, backend):
-        self.shard = logistic_csr_shard()
-        self.ref = reference("logistic", self.shard)
-        self.call = kernel_call("logistic", self.shard, backend)
-        assert_matches(self.call(), self.ref, RTOL["float64"])
+        self.case = Case("logistic", "csr", 100_000, 2**20)
+        self.shard, self.call = checked_kernel(self.case, backend)
 
     def time_loss_grad(self, backend):
         self.call()
 
     def track_gbps(self, backend):
-        return bytes_of_x(self.shard[0]) / best_time(self.call, REPEAT) / 1e9
+        return bytes_of_x(self.shard.X) / best_time(self.call, REPEAT) / 1e9
     track_gbps.unit = "GB/s"
 
-    def track_speedup_vs_numpy(self, backend):
-        scipy_s = best_time(kernel_call("logistic", self.shard, "numpy"), REPEAT_NUMPY)
+    def track_speedup_vs_scipy(self, backend):
+        scipy_s = best_time(make_kernel(self.case, "numpy", self.shard), REPEAT_NUMPY)
         return scipy_s / best_time(self.call, REPEAT)
-    track_speedup_vs_numpy.unit = "x SciPy"
-
-
-@numba.njit(parallel=True, fastmath=True)
-def _parallel_sum(a):
-    s = 0.0
-    for i in numba.prange(a.size):
-        s += a[i]
-    return s
+    track_speedup_vs_scipy.unit = "x SciPy"
 
 
 class ReadBandwidth:
-    """Roofline probe: GB/s of one threaded pass that only reads (a sum), same bytes as dense X."""
+    """Roofline probe: GB/s of one threaded pass that only reads (a sum) over 256 MB."""
 
     timeout = 120
 
-    def setup(self):
-        self.a = np.random.default_rng(0).random(DENSE_ROWS * DENSE_FEATURES)
-        np.testing.assert_allclose(_parallel_sum(self.a), np.sum(self.a), rtol=1e-9)  # compiles it
-
     def track_read_gbps(self):
-        return self.a.nbytes / best_time(lambda: _parallel_sum(self.a), 10) / 1e9
+        return read_bandwidth(256 << 20)
     track_read_gbps.unit = "GB/s"

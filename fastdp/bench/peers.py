@@ -29,7 +29,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -38,19 +37,9 @@ import numpy as np
 
 from . import report
 from .cases import Case, assert_matches, make_kernel, make_shard, reference
+from .timing import best_time
 
 DDP_STEPS = 10
-
-
-def best_time(run: Callable[[], Any], rounds: int) -> float:
-    """Best wall time of `rounds` calls of run, after one warm-up call."""
-    run()
-    best = np.inf
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _torch() -> Any:
