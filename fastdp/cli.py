@@ -117,6 +117,9 @@ def _add_train(sub: Any) -> None:
                              "bytes: for text of very different line lengths)")
     train_.add_argument("--rebalance", action="store_true",
                         help="move rows from slow ranks to fast ones while training")
+    train_.add_argument("--overlap", action="store_true",
+                        help="mini-batch solvers: reduce each step's gradient while the next "
+                             "batch is gathered")
     train_.add_argument("--verbose", action="store_true",
                         help="progress bar on rank 0, then the training report (rows, compute and "
                              "wait time per rank, imbalance)")
@@ -270,7 +273,7 @@ def _train(args: argparse.Namespace) -> int:
         shard, X, y, featurizer = _collective(comm, lambda: _training_data(args, comm))
         _agree_on_rows(shard.n_rows, args.data, comm)
         estimator = MODELS[args.model](**params, verbose=args.verbose, rebalance=args.rebalance,
-                                       comm=comm)
+                                       overlap=args.overlap, comm=comm)
         start = time.perf_counter()
         estimator.fit(X, y)
         seconds = time.perf_counter() - start

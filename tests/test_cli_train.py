@@ -237,3 +237,16 @@ def test_verbose_train_prints_the_training_report_and_saves_it(tmp_path, data, c
     assert out[3].startswith("imbalance (max/mean compute) 1.000;") and "partition: contiguous" in out[3]
     report = fastdp.model_io.read_metadata(model)["config"]["training_report"]
     assert report["ranks"][0]["rows"] == len(data["X"]) and report["evaluations"] >= 1
+
+
+def test_overlap_trains_the_same_model(tmp_path, data, capsys):
+    models = [str(tmp_path / f"{name}.fdp") for name in ("plain", "overlap")]
+    argv = ["train", "--data", data["bc.npy"], "--model", "logistic", "--solver", "sgd",
+            "--batch-size", "16", "--max-iter", "3", "--tol", "0"]
+    assert main(argv + ["--output", models[0]]) == 0
+    assert main(argv + ["--output", models[1], "--overlap"]) == 0
+    plain, overlap = (fastdp.load(m) for m in models)
+    assert np.array_equal(plain.coef_, overlap.coef_)
+    assert main(["train", "--data", data["bc.npy"], "--model", "logistic", "--solver", "lbfgs",
+                 "--overlap", "--output", models[0]]) == 2
+    assert "overlap=True" in capsys.readouterr().err
