@@ -1,10 +1,13 @@
 """CSV files of numbers: a header line when none of the first line's fields is a number; the
-rows are parsed by pandas, a block of CSV_BLOCK_ROWS lines at a time, from exactly their bytes."""
+rows are parsed by pandas, a block of CSV_BLOCK_ROWS lines at a time, from exactly their bytes
+(fields are never quoted: a quote cannot join lines into one row, so pandas' rows are the lines
+counted, or more of them where a lone \r splits a line, which the row count then catches)."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from csv import QUOTE_NONE
 
 import numpy as np
 
@@ -68,7 +71,7 @@ class CsvSource:
         raw = self.index.read_bytes(first, stop + self.header)
         try:
             values = pd.read_csv(io.BytesIO(raw), header=None, dtype=np.float64, engine="c",
-                                 skip_blank_lines=False).to_numpy()
+                                 skip_blank_lines=False, quoting=QUOTE_NONE).to_numpy()
         except (ValueError, pd.errors.ParserError):
             values = None
         if values is not None and values.shape == (stop - start, self.n_columns):

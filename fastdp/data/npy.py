@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from tokenize import TokenError
 
 import numpy as np
 
@@ -23,7 +24,9 @@ class NpySource:
         self.path = path
         try:
             data = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, EOFError, OSError) as exc:
+        except (ValueError, EOFError, OSError, OverflowError, TokenError) as exc:
+            # TokenError: numpy re-reads a header that is not a dict literal token by token;
+            # OverflowError: a negative or huge shape
             raise ValueError(f"{path}: not a readable .npy file ({exc})") from None
         if not isinstance(data, np.ndarray) or data.ndim != 2:
             raise ValueError(f"{path}: expected a 2-D array (rows x columns), got "

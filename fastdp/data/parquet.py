@@ -31,6 +31,18 @@ def _is_string(kind: Any) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
+def _first_not_utf8(column: Any) -> int:
+    """The index of the first value of a string column whose bytes are not UTF-8."""
+    import pyarrow as pa
+
+    for i, value in enumerate(column.cast(pa.binary()).to_pylist()):
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            return i
+    return 0
+
+
 class ParquetSource:
     """The rows of a Parquet file; `read(rows)` returns (X float64, y numbers or str). The last
     row group read is kept, so consecutive small reads (streaming) decode each group once."""
@@ -51,9 +63,9 @@ class ParquetSource:
                 self.file = pq.ParquetFile(filesystem.open_input_file(inner), pre_buffer=True)
             else:
                 self.file = pq.ParquetFile(path, pre_buffer=False)
-        except (pa.ArrowException, OSError) as exc:
+            schema = self.file.schema_arrow
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # column names not UTF-8
             raise ValueError(f"{path}: not a readable Parquet file ({exc})") from None
-        schema = self.file.schema_arrow
         names = list(schema.names)
         self.n_rows = self.file.metadata.num_rows
         if self.n_rows == 0 or not names:
@@ -75,6 +87,9 @@ class ParquetSource:
         self.label_name = None if self.label is None else names[self.label]
         sizes = [self.file.metadata.row_group(g).num_rows
                  for g in range(self.file.metadata.num_row_groups)]
+        if min(sizes, default=0) < 0 or sum(sizes) != self.n_rows:
+            raise ValueError(f"{path}: not a readable Parquet file (its footer has row groups of "
+                             f"{sizes} rows, {self.n_rows} rows in all)")
         self.group_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self._cached: tuple[tuple[int, ...], Any] | None = None
 
@@ -90,7 +105,13 @@ class ParquetSource:
 
     def read(self, rows: range) -> tuple[np.ndarray, np.ndarray | None]:
         """(X (m, features) float64, y (m,) or None) of the rows."""
-        table = self._row_range(rows)
+        import pyarrow as pa
+
+        try:
+            table = self._row_range(rows)
+        except (pa.ArrowException, OSError) as exc:  # a corrupt page, a cut file
+            raise ValueError(f"{self.path}, rows {rows.start}-{rows.stop - 1}: not readable "
+                             f"({exc})") from None
         X = np.empty((len(rows), len(self.features)))
         for out, j in enumerate(self.features):
             X[:, out] = self._column_values(table.column(j), self.names[j], rows.start)
@@ -117,5 +138,14 @@ class ParquetSource:
             raise ValueError(f"{self.path}, row {first_row + missing}: column {name!r} has a "
                              "missing value")
         if _is_string(column.type):
-            return np.array(column.to_pylist(), dtype=str)
+            try:
+                values = column.to_pylist()
+            except UnicodeDecodeError as exc:  # a corrupt page
+                raise ValueError(f"{self.path}, row {first_row + _first_not_utf8(column)}: column "
+                                 f"{name!r} has a value that is not UTF-8 ({exc.reason})") from None
+            cut = next((i for i, value in enumerate(values) if value.endswith("\x00")), None)
+            if cut is not None:  # numpy strings drop trailing NULs: the label would change
+                raise ValueError(f"{self.path}, row {first_row + cut}: column {name!r} has a "
+                                 f"value ending in a NUL character: {values[cut]!r}")
+            return np.array(values, dtype=str)
         return column.to_numpy()

@@ -7,8 +7,8 @@
     # on an exception, or fewer rows than n_rows, no file is left behind
 
 Formats by extension: `.npy` (a numpy array; string labels as a unicode array, loadable without
-pickle), `.csv` / `.txt` (one value per line; floats in their shortest exact form), `.parquet`
-(one column named "prediction"; needs pyarrow).
+pickle), `.csv` / `.txt` (one value per line; floats in their shortest exact form; a label with a
+line break is an error), `.parquet` (one column named "prediction"; needs pyarrow).
 """
 
 from __future__ import annotations
@@ -80,7 +80,14 @@ class PredictionWriter:
             self._parquet.write_table(pa.table({"prediction": values}))
         else:
             text = repr if values.dtype.kind == "f" else str
-            self._file.write("".join(f"{text(v)}\n" for v in values.tolist()).encode("utf-8"))
+            lines = [text(v) for v in values.tolist()]
+            if values.dtype.kind == "U":  # a label with a line break would read back as two rows
+                for i, line in enumerate(lines):
+                    if "\n" in line or "\r" in line:
+                        raise ValueError(f"{self.path}, row {self.written - len(values) + i}: the "
+                                         f"label {line!r} has a line break; a {self.extension} "
+                                         "file holds one value per line")
+            self._file.write("".join(f"{line}\n" for line in lines).encode("utf-8"))
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
         """Finish the file (the Parquet footer) and rename it into place; on an exception, or

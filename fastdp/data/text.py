@@ -34,8 +34,9 @@ class TextSource:
         texts, labels = [], []
         for number, line in enumerate(lines, start=rows.start + 1):
             label, tab, text = line.partition("\t")
-            if not tab or not label:
-                problem = "no TAB after a label" if not tab else "an empty label"
+            if not tab or not label or label.endswith("\x00"):  # numpy drops trailing NULs
+                problem = ("no TAB after a label" if not tab else "an empty label" if not label
+                           else "a label ending in a NUL character")
                 shown = f"{line[:40]!r}{'...' if len(line) > 40 else ''}"
                 raise ValueError(f"{self.path}, line {number}: {problem}; expected "
                                  f"'label<TAB>text', got {shown}")
