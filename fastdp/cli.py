@@ -46,6 +46,8 @@ EXIT_INPUT_ERROR = 2
 ESTIMATOR_OPTIONS = ("C", "alpha", "solver", "max_iter", "tol", "learning_rate", "batch_size",
                      "random_state", "backend")
 OPTION_MODELS = {"C": CLASSIFIERS, "alpha": ("ridge",)}
+CHECKPOINT_OPTIONS = ("checkpoint", "checkpoint_every", "checkpoint_seconds", "checkpoint_keep",
+                      "resume")
 
 
 def _positive_int(text: str) -> int:
@@ -123,6 +125,18 @@ def _add_train(sub: Any) -> None:
     train_.add_argument("--verbose", action="store_true",
                         help="progress bar on rank 0, then the training report (rows, compute and "
                              "wait time per rank, imbalance)")
+    train_.add_argument("--checkpoint", metavar="PATH",
+                        help="write the training state to PATH (solvers gd, sgd, adam, adamw), "
+                             "every --checkpoint-every steps and/or --checkpoint-seconds")
+    train_.add_argument("--checkpoint-every", type=_positive_int, metavar="K",
+                        help="checkpoint after every K-th step (a step: one update)")
+    train_.add_argument("--checkpoint-seconds", type=float, metavar="T",
+                        help="checkpoint once T seconds have passed since the last one")
+    train_.add_argument("--checkpoint-keep", type=_positive_int, metavar="N",
+                        help="keep the N newest checkpoints: PATH, PATH.1, ... (default 2)")
+    train_.add_argument("--resume", metavar="PATH",
+                        help="continue the training saved in checkpoint PATH (same data and "
+                             "options)")
 
 
 def _add_predict(sub: Any) -> None:
@@ -275,7 +289,8 @@ def _train(args: argparse.Namespace) -> int:
         estimator = MODELS[args.model](**params, verbose=args.verbose, rebalance=args.rebalance,
                                        overlap=args.overlap, comm=comm)
         start = time.perf_counter()
-        estimator.fit(X, y)
+        estimator.fit(X, y, **{name: getattr(args, name) for name in CHECKPOINT_OPTIONS
+                               if getattr(args, name) is not None})
         seconds = time.perf_counter() - start
         classifier = args.model in CLASSIFIERS
         metric, score = _train_score(estimator, X, y, classifier, comm)
@@ -289,7 +304,7 @@ def _train(args: argparse.Namespace) -> int:
                   "fastdp_version": __version__}
         _collective(comm, lambda: save(estimator, args.output, featurizer=featurizer,
                                        config=config) if comm.rank == 0 else None)
-    except ValueError as exc:
+    except INPUT_ERRORS as exc:  # fit's errors (bad options, NaN, checkpoints) reach every rank
         return _fail(comm, str(exc))
     if comm.rank == 0:
         classes = f", {len(estimator.classes_)} classes" if classifier else ""

@@ -12,6 +12,10 @@ no rows (shape (0, n_features)) when others do. Invalid input on any rank raises
 on every rank. After fit, `training_report_` holds every rank's rows, time in its kernels and time
 waiting in the Allreduce, and the imbalance ratio (fastdp.train.training_report).
 
+`fit(X, y, checkpoint=..., checkpoint_every=..., resume=...)`: the checkpoint options of
+fastdp.train.fit (checkpoint, checkpoint_every, checkpoint_seconds, checkpoint_keep, resume), for
+the first-order solvers ('gd', 'sgd', 'adam', 'adamw'); not for LinearSVC's one-vs-rest fits.
+
 scikit-learn's objectives, written as fastdp's mean loss + penalty (N = rows on all ranks):
 - LinearRegression:   (1/N) sum 1/2 (x.w + b - y)^2
 - Ridge(alpha):       |y - Xw - b|^2 + alpha |w|^2           = 2N * [mean squared loss + alpha/N * |w|^2 / 2]
@@ -85,14 +89,14 @@ class _LinearModel(BaseEstimator):
         return SMOOTH_DEFAULT_SOLVER if smooth else NONSMOOTH_DEFAULT_SOLVER
 
     def _fit_linear(self, X: Any, y: np.ndarray, comm: Comm, *, loss: str, alpha: float,
-                    l1_ratio: float = 0.0, n_classes: int | None = None,
-                    smooth: bool = True) -> train.FitResult:
+                    l1_ratio: float = 0.0, n_classes: int | None = None, smooth: bool = True,
+                    checkpointing: dict[str, Any] | None = None) -> train.FitResult:
         return train.fit(X, y, loss=loss, n_classes=n_classes, solver=self._solver(smooth),
                          learning_rate=self.learning_rate, max_iter=self.max_iter, tol=self.tol,
                          alpha=alpha, l1_ratio=l1_ratio, fit_intercept=self.fit_intercept,
                          batch_size=self.batch_size, random_state=self.random_state,
                          backend=self.backend, comm=comm, verbose=self.verbose,
-                         rebalance=self.rebalance, overlap=self.overlap)
+                         rebalance=self.rebalance, overlap=self.overlap, **(checkpointing or {}))
 
     def _decision(self, X: Any) -> np.ndarray:
         """Margins X @ coef_.T + intercept_: (m,) for one output, (m, K) for K. Each row's margins
@@ -112,13 +116,16 @@ def _global_rows(y: np.ndarray, comm: Comm) -> int:
 class _Regressor(RegressorMixin, _LinearModel):
     """Squared loss with an optional ridge penalty given in scikit-learn's Ridge scale."""
 
-    def fit(self, X: Any, y: Any) -> "_Regressor":
-        """Fit on this rank's rows X (m, n) dense or CSR and targets y (m,); returns self."""
+    def fit(self, X: Any, y: Any, **checkpointing: Any) -> "_Regressor":
+        """Fit on this rank's rows X (m, n) dense or CSR and targets y (m,); returns self.
+        checkpointing: fastdp.train.fit's checkpoint options (checkpoint, checkpoint_every,
+        checkpoint_seconds, checkpoint_keep, resume)."""
         comm = self._comm()
         X, y = self._validate_fit_data(X, y, comm, classifier=False)
         n_rows = _global_rows(y, comm)
         result = self._fit_linear(X, y, comm, loss="squared",
-                                  alpha=self._ridge_alpha_value() / max(n_rows, 1))
+                                  alpha=self._ridge_alpha_value() / max(n_rows, 1),
+                                  checkpointing=checkpointing)
         self.coef_ = result.coef
         self.intercept_ = float(result.intercept)
         self.n_iter_ = max(int(result.n_iter), 1)
@@ -224,8 +231,10 @@ class LogisticRegression(_Classifier):
                          random_state=random_state, backend=backend, comm=comm, verbose=verbose,
                          rebalance=rebalance, overlap=overlap)
 
-    def fit(self, X: Any, y: Any) -> "LogisticRegression":
-        """Fit on this rank's rows X (m, n) dense or CSR and labels y (m,); returns self."""
+    def fit(self, X: Any, y: Any, **checkpointing: Any) -> "LogisticRegression":
+        """Fit on this rank's rows X (m, n) dense or CSR and labels y (m,); returns self.
+        checkpointing: fastdp.train.fit's checkpoint options (checkpoint, checkpoint_every,
+        checkpoint_seconds, checkpoint_keep, resume)."""
         comm = self._comm()
         X, y = self._validate_fit_data(X, y, comm, classifier=True)
         self.classes_ = self._classes(y, comm)
@@ -234,14 +243,15 @@ class LogisticRegression(_Classifier):
         if K == 2:
             target = np.where(y == self.classes_[1], 1.0, -1.0)
             result = self._fit_linear(X, target, comm, loss="logistic", alpha=alpha,
-                                      l1_ratio=self.l1_ratio, smooth=self.l1_ratio == 0)
+                                      l1_ratio=self.l1_ratio, smooth=self.l1_ratio == 0,
+                                      checkpointing=checkpointing)
             self.coef_ = result.coef.reshape(1, -1)
             self.intercept_ = np.array([result.intercept], dtype=float)
         else:
             target = np.searchsorted(self.classes_, y)
             result = self._fit_linear(X, target, comm, loss="softmax", alpha=alpha,
                                       l1_ratio=self.l1_ratio, n_classes=K,
-                                      smooth=self.l1_ratio == 0)
+                                      smooth=self.l1_ratio == 0, checkpointing=checkpointing)
             self.coef_ = np.ascontiguousarray(result.coef.T)
             self.intercept_ = np.array(result.intercept, dtype=float)
         self.n_iter_ = max(int(result.n_iter), 1)
@@ -279,8 +289,11 @@ class LinearSVC(_Classifier):
                          random_state=random_state, backend=backend, comm=comm, verbose=verbose,
                          rebalance=rebalance, overlap=overlap)
 
-    def fit(self, X: Any, y: Any) -> "LinearSVC":
-        """Fit on this rank's rows X (m, n) dense or CSR and labels y (m,); returns self."""
+    def fit(self, X: Any, y: Any, **checkpointing: Any) -> "LinearSVC":
+        """Fit on this rank's rows X (m, n) dense or CSR and labels y (m,); returns self.
+        checkpointing: fastdp.train.fit's checkpoint options (checkpoint, checkpoint_every,
+        checkpoint_seconds, checkpoint_keep, resume), for two classes only: a checkpoint holds
+        one fit, and more classes take one fit per class (one-vs-rest)."""
         if self.loss not in ("hinge", "squared_hinge"):
             raise ValueError(f"loss must be 'hinge' or 'squared_hinge', got {self.loss!r}")
         comm = self._comm()
@@ -288,8 +301,14 @@ class LinearSVC(_Classifier):
         self.classes_ = self._classes(y, comm)
         alpha = self._alpha(_global_rows(y, comm))
         positives = self.classes_[1:] if len(self.classes_) == 2 else self.classes_
+        if len(positives) > 1 and any(checkpointing.get(name) is not None
+                                      for name in ("checkpoint", "resume")):
+            raise ValueError(f"checkpoint and resume need one fit, but LinearSVC fits one model "
+                             f"per class for the {len(positives)} classes (one-vs-rest); use "
+                             "LogisticRegression (multinomial), or train without checkpoints")
         results = [self._fit_linear(X, np.where(y == label, 1.0, -1.0), comm, loss=self.loss,
-                                    alpha=alpha, smooth=self.loss == "squared_hinge")
+                                    alpha=alpha, smooth=self.loss == "squared_hinge",
+                                    checkpointing=checkpointing)
                    for label in positives]
         self.coef_ = np.array([r.coef for r in results])
         self.intercept_ = np.array([r.intercept for r in results], dtype=float)

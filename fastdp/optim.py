@@ -104,9 +104,25 @@ class Penalty:
 
 
 class Rule(Protocol):
-    """An update rule with its own state; `step` changes theta in place."""
+    """An update rule with its own state; `step` changes theta in place. `state` names the arrays
+    that hold that state (views, for checkpoints); `set_state` copies such arrays back in."""
 
     def step(self, theta: np.ndarray, grad: np.ndarray, lr: float) -> None: ...
+    def state(self) -> dict[str, np.ndarray]: ...
+    def set_state(self, state: dict[str, np.ndarray]) -> None: ...
+
+
+def _restore(owner: str, current: dict[str, np.ndarray], saved: dict[str, np.ndarray]) -> None:
+    """Copy saved arrays into current ones, after checking their names, shapes and dtypes agree."""
+    if sorted(saved) != sorted(current):
+        raise ValueError(f"{owner} state must hold the arrays {sorted(current)}, got "
+                         f"{sorted(saved)}")
+    for name, array in current.items():
+        value = np.asarray(saved[name])
+        if value.shape != array.shape or value.dtype != array.dtype:
+            raise ValueError(f"{owner} state {name!r} must be {array.dtype} of shape "
+                             f"{array.shape}, got {value.dtype} of shape {value.shape}")
+        array[...] = value
 
 
 class SGD:
@@ -131,6 +147,14 @@ class SGD:
         v *= self.momentum
         v += grad
         theta -= lr * (grad + self.momentum * v if self.nesterov else v)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """{"velocity": (p,)} (zeros without momentum)."""
+        return {"velocity": self.velocity}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what `state` returned."""
+        _restore("SGD", self.state(), state)
 
 
 class Adam:
@@ -165,6 +189,16 @@ class Adam:
         if self.weight_decay:
             theta[:self.n_coef] -= lr * self.weight_decay * theta[:self.n_coef]
         theta -= lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """{"m": (p,), "v": (p,), "t": 0-d int64}: the moments and the steps taken."""
+        return {"m": self.m, "v": self.v, "t": np.array(self.t, dtype=np.int64)}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what `state` returned."""
+        current = self.state()
+        _restore("Adam", current, state)
+        self.t = int(current["t"])
 
 
 def make_rule(name: str, n_params: int, *, momentum: float = 0.0, nesterov: bool = False,

@@ -4,7 +4,9 @@ Every step, identical on every rank:
 
     buf[:p+1] = kernel sums over this rank's rows of the batch   [grad_coef, grad_intercept, loss_sum]
     buf[p+1]  = this rank's row count in the batch
+    buf[p+2]  = this rank's signal (1.0 from rank 0 when checkpoint_seconds have passed)
     Allreduce(SUM, buf)                                          one call, one flat float64 buffer
+    NaN or inf in the reduced sums -> NonFiniteError             the same on every rank
     grad      = buf[:p] / rows + penalty gradient               the penalty, added once, after the sum
     theta     = update rule(theta, grad, learning rate)          the same on every rank
 
@@ -27,10 +29,18 @@ Solvers:
 - "adam", "adamw": Adam / AdamW, full-batch or mini-batch (batch_size);
 - "lbfgs": scipy's L-BFGS-B driven by rank 0 (fastdp.optim.lbfgs).
 L1 and elastic-net penalties are applied by a proximal step after each update (not with "lbfgs").
+
+Checkpoints (fastdp.checkpoint; first-order solvers): every checkpoint_every steps or
+checkpoint_seconds seconds (rank 0's clock, its verdict carried by the step's reduction), rank 0
+writes the state of the run at the start of a step, once the step's reduced sums are known to be
+finite and before its update; `fit(..., resume=path)` takes that step again and goes on to the
+parameters the uninterrupted run ends with.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -39,7 +49,8 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from . import balance, kernels, optim, threads
+from . import balance, checkpoint, kernels, optim, threads
+from .checkpoint import Checkpointer, State
 from .comm import Comm, Request, raise_if_any, world
 from .progress import Progress
 from .validation import check_shard
@@ -48,6 +59,12 @@ SOLVERS = ("gd", "sgd", "adam", "adamw", "lbfgs")
 MINI_BATCH_DEFAULT = 256
 
 Callback = Callable[[int, np.ndarray, float], None]
+FIRST_ORDER = ("gd", "sgd", "adam", "adamw")
+
+
+class NonFiniteError(FloatingPointError, ValueError):
+    """Training produced a NaN or an infinity (usually: the learning rate is too large). Raised on
+    every rank with the same message; a ValueError too, as for other bad parameters."""
 
 
 @dataclass
@@ -100,7 +117,9 @@ class Objective:
         self.size = self.n_coef + n_outputs
         self.penalty = penalty
         self.fit_intercept = fit_intercept
-        self.buf = np.empty(self.size + 2)  # the step's global [grad sums, loss sum, row count]
+        self.buf = np.empty(self.size + 3)  # the step's [grad sums, loss sum, row count, signal]
+        self.signal = 0.0  # what this rank adds to the next reduction's signal slot
+        self.signals = 0.0  # the reduced signal slot of the last step: the sum of the signals
         self.grad = np.empty(self.size)
         self.scratch: dict[tuple[int, int], np.ndarray] = {}  # the kernels' block sums, by shape
         self.compute_seconds = 0.0  # this rank's time in its kernels (batch preparation included)
@@ -155,7 +174,8 @@ class Objective:
         return self._finish(theta)
 
     def _local_sums(self, theta: np.ndarray, batch: Batch | None) -> None:
-        """self.buf <- this rank's [grad sums, loss sum, row count] over its shard or the batch."""
+        """self.buf <- this rank's [grad sums, loss sum, row count, signal] over its shard or the
+        batch."""
         X, y = (self.X, self.y) if batch is None else (batch.X, batch.y)
         coef, intercept = self.split(theta)
         start = time.perf_counter()
@@ -163,7 +183,8 @@ class Objective:
                                backend=self.backend, validate=False, scratch=self._scratch(X))
         if self.slowdown > 1.0:  # FASTDP_SLOWDOWN: this rank plays a slower node
             self._slow_down(X, y, coef, intercept, time.perf_counter() - start)
-        self.buf[-1] = X.shape[0]
+        self.buf[self.size + 1] = X.shape[0]
+        self.buf[self.size + 2] = self.signal
         seconds = time.perf_counter() - start
         self.compute_seconds += seconds  # a batch's preparation was counted when it was prepared
         self._since[0] += batch is None
@@ -171,15 +192,32 @@ class Objective:
         self._since[2] += seconds + (0.0 if batch is None else batch.seconds)
 
     def _finish(self, theta: np.ndarray) -> np.ndarray:
-        """The reduced self.buf -> self.grad and self.batch_loss."""
+        """The reduced self.buf -> self.grad, self.batch_loss and self.signals."""
         self.evaluations += 1
-        count = self.buf[-1]
+        count = self.buf[self.size + 1]
+        self.signals = self.buf[self.size + 2]
         np.divide(self.buf[:self.size], count, out=self.grad)
         if not self.fit_intercept:
             self.grad[self.n_coef:] = 0.0
         self.penalty.add_grad(theta, self.grad)
         self.batch_loss = self.buf[self.size] / count
         return self.grad
+
+    def nonfinite(self) -> str | None:
+        """After a reduction: 'the loss became inf' (or nan), 'the gradient became nan' (or inf)
+        when the reduced sums hold one, else None; the same on every rank, as the sums are. One
+        pass: the sum of the sums is finite when they all are."""
+        sums = self.buf[:self.size + 1]
+        with np.errstate(over="ignore", invalid="ignore"):  # inf - inf, 1e308 + 1e308: no noise
+            total = float(sums.sum())
+        if math.isfinite(total):
+            return None
+        if not math.isfinite(sums[-1]):
+            return f"the loss became {sums[-1]}"
+        gradient = sums[:-1]
+        if np.isnan(gradient).any():
+            return "the gradient became nan"
+        return "the gradient became inf" if np.isinf(gradient).any() else None
 
     def _slow_down(self, X: Any, y: np.ndarray, coef: np.ndarray, intercept: Any,
                    seconds: float) -> None:
@@ -334,6 +372,31 @@ def _rebalance_error(every: int | None, threshold: float) -> str | None:
     return None
 
 
+def _checkpoint_error(solver: str, path: Any, every: Any, seconds: Any, keep: Any,
+                      resume: Any) -> str | None:
+    """What is wrong with the checkpoint settings, or None."""
+    for name, value in (("checkpoint", path), ("resume", resume)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            return f"{name} must be a file path or None, got {value!r}"
+    if solver not in FIRST_ORDER and (path is not None or resume is not None):
+        return (f"checkpoint and resume need a first-order solver {list(FIRST_ORDER)}, got "
+                f"solver={solver!r}: scipy's L-BFGS-B cannot save or restore its memory")
+    if every is not None and (not isinstance(every, (int, np.integer)) or isinstance(every, bool)
+                              or every < 1):
+        return f"checkpoint_every must be an integer >= 1 or None, got {every!r}"
+    if seconds is not None and (not isinstance(seconds, (int, float, np.number))
+                                or isinstance(seconds, bool) or not np.isfinite(seconds)
+                                or seconds <= 0):
+        return f"checkpoint_seconds must be a finite number > 0 or None, got {seconds!r}"
+    if not isinstance(keep, (int, np.integer)) or isinstance(keep, bool) or keep < 1:
+        return f"checkpoint_keep must be an integer >= 1, got {keep!r}"
+    if path is None and (every is not None or seconds is not None):
+        return "checkpoint_every and checkpoint_seconds need checkpoint=path, where to write"
+    if path is not None and every is None and seconds is None:
+        return f"checkpoint={os.fspath(path)!r} needs checkpoint_every or checkpoint_seconds (when)"
+    return None
+
+
 def _agree_on_shapes(X: Any, comm: Comm) -> tuple[int, list[int]]:
     """(n_features, rows per rank), after checking every rank has the same feature count."""
     shapes = comm.allgather_obj((X.shape[0], X.shape[1]))
@@ -354,7 +417,10 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
         weight_decay: float = 0.01, n_iter_no_change: int = 5, random_state: int = 0,
         backend: str = "numba", comm: Comm | None = None, callback: Callback | None = None,
         verbose: bool = False, rebalance: bool = False, rebalance_every: int | None = None,
-        rebalance_threshold: float = 0.05, overlap: bool = False) -> FitResult:
+        rebalance_threshold: float = 0.05, overlap: bool = False,
+        checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: int | None = None,
+        checkpoint_seconds: float | None = None, checkpoint_keep: int = 2,
+        resume: str | os.PathLike[str] | None = None) -> FitResult:
     """Fit a linear model data-parallel on the rows this rank holds; every rank gets the same model.
 
     Minimizes (1/rows) * sum over ALL ranks' rows of loss(x.coef + intercept, y)
@@ -386,6 +452,22 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
        same order in MPI_Iallreduce as in MPI_Allreduce), and a step is shorter by at most
        min(reduction, preparation). Without MPICH's asynchronous progress the reduction moves
        forward only at the request.test() calls made between pieces of the preparation.
+    checkpoint: a file rank 0 writes the run's state to (fastdp.checkpoint: parameters, update
+       rule state, position, loss history, config; atomic, no pickle) after every
+       checkpoint_every-th step and/or once checkpoint_seconds have passed since the last one
+       (rank 0's clock), keeping the checkpoint_keep newest (checkpoint, checkpoint.1, ...).
+       A step is one update (a batch for mini-batch solvers), numbered from 0 as in callback;
+       the checkpoint of step s holds the state before its update, written once its reduced
+       sums are known to be finite (the first step of a fit is never written: it is the start).
+       A failed write raises OSError on every rank. Solvers 'gd', 'sgd', 'adam', 'adamw' only.
+    resume: a checkpoint to continue from: rank 0 reads it and broadcasts it. The run must have
+       the same config (fastdp.checkpoint.MATCHED, and max_iter under the cosine schedule; else
+       ValueError naming each field); max_iter may otherwise grow. It ends with the parameters,
+       loss history, n_iter and convergence of the run that was not interrupted: bitwise on the
+       same number of ranks, up to rounding on another.
+    A NaN or inf in a step's reduced loss or gradient sums (or in a state about to be
+    checkpointed) raises NonFiniteError on every rank, naming the step (epoch and batch too for
+    mini-batch; all from 0), the last good checkpoint and a smaller learning rate to try.
     Bad parameters or data on any rank raise the same ValueError on every rank.
     """
     comm = world() if comm is None else comm
@@ -395,6 +477,9 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
         error = f"n_classes must be an integer >= 2 for the softmax loss, got {n_classes!r}"
     if error is None and rebalance:
         error = _rebalance_error(rebalance_every, rebalance_threshold)
+    if error is None:
+        error = _checkpoint_error(solver, checkpoint, checkpoint_every, checkpoint_seconds,
+                                  checkpoint_keep, resume)
     if error is None:
         X, y, error = check_shard(X, y, loss, n_classes)
     raise_if_any(comm, error)
@@ -413,30 +498,53 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
         rebalance_every = 1 if mini_batch else 10
     objective = Objective(X, y, loss, K, penalty, fit_intercept, backend, comm, ranges, balancer,
                           rebalance_every)
-    theta = comm.bcast_(np.zeros(objective.size))
+    n_rows = sum(rows_per_rank)
+    batch_size = (batch_size or MINI_BATCH_DEFAULT) if mini_batch else None
+    config = {"loss": loss, "n_classes": K, "solver": solver, "learning_rate": float(learning_rate),
+              "schedule": schedule, "power_t": float(power_t), "max_iter": int(max_iter),
+              "alpha": float(alpha), "l1_ratio": float(l1_ratio),
+              "fit_intercept": bool(fit_intercept), "batch_size": batch_size,
+              "momentum": float(momentum), "nesterov": bool(nesterov), "beta1": float(beta1),
+              "beta2": float(beta2), "weight_decay": float(weight_decay),
+              "random_state": int(random_state), "n_rows": n_rows, "n_features": n,
+              "tol": float(tol), "n_iter_no_change": int(n_iter_no_change), "backend": backend,
+              "overlap": bool(overlap), "rebalance": bool(rebalance), "dtype": X.dtype.name,
+              "sparse": sp.issparse(X)}
+    rule = (None if solver == "lbfgs"
+            else _rule(objective, solver, momentum, nesterov, beta1, beta2, weight_decay))
+    state = State(theta=np.zeros(objective.size), rule={}, history=[])
+    if resume is not None:
+        state = _resume(resume, comm, config, objective, rule, mini_batch)
+    saver = Checkpointer(checkpoint, comm, config, lambda: objective.ranges, state.step,
+                         checkpoint_every, checkpoint_seconds, checkpoint_keep,
+                         None if resume is None else (os.fspath(resume), state.step))
+    guard = _Guard(solver, learning_rate, saver)
+    state.theta = comm.bcast_(state.theta)
+    theta = state.theta
     progress = Progress(max_iter, enabled=verbose and comm.rank == 0)
     start = time.perf_counter()
     # The compiled kernels own the cores; BLAS only does small vector work between the steps.
     with threadpool_limits(None if backend == "numpy" else 1, "blas"):
         if solver == "lbfgs":
             n_iter, converged, history, grad_norm = _run_lbfgs(objective, theta, max_iter, tol,
-                                                               callback, progress)
-        elif not mini_batch:
-            n_iter, converged, history, grad_norm = _run_full_batch(
-                objective, theta, solver, learning_rate, schedule, power_t, max_iter, tol,
-                momentum, nesterov, beta1, beta2, weight_decay, callback, progress)
+                                                               callback, progress, guard)
         else:
-            n_iter, converged, history, grad_norm = _run_mini_batch(
-                objective, theta, solver, batch_size or MINI_BATCH_DEFAULT,
-                sum(rows_per_rank), learning_rate, schedule, power_t, max_iter, tol,
-                n_iter_no_change, momentum, nesterov, beta1, beta2, weight_decay, random_state,
-                overlap, callback, progress)
+            steps_per_iter = -(-n_rows // batch_size) if mini_batch else 1
+            lr_of = optim.Schedule(schedule, learning_rate, power_t=power_t,
+                                   total_steps=max_iter * steps_per_iter)
+            loop = _Loop(objective, state, rule, lr_of, callback, progress, saver, guard)
+            if mini_batch:
+                n_iter, converged, history, grad_norm = _run_mini_batch(
+                    loop, batch_size, n_rows, max_iter, tol, n_iter_no_change, random_state,
+                    overlap)
+            else:
+                n_iter, converged, history, grad_norm = _run_full_batch(loop, max_iter, tol)
     progress.close()
     report = training_report(objective)
     coef, intercept = objective.split(theta)
     return FitResult(coef=np.array(coef), intercept=np.array(intercept) if K > 1 else intercept,
                      n_iter=n_iter, converged=converged, loss_history=np.array(history),
-                     grad_norm=grad_norm, n_rows=sum(rows_per_rank), n_ranks=comm.size,
+                     grad_norm=grad_norm, n_rows=n_rows, n_ranks=comm.size,
                      threads=used_threads, seconds=time.perf_counter() - start, report=report)
 
 
@@ -500,19 +608,96 @@ def _rule(objective: Objective, solver: str, momentum: float, nesterov: bool, be
                            n_coef=objective.n_coef)
 
 
-def _run_full_batch(objective, theta, solver, learning_rate, schedule, power_t, max_iter, tol,
-                    momentum, nesterov, beta1, beta2, weight_decay, callback, progress):
-    rule = _rule(objective, solver, momentum, nesterov, beta1, beta2, weight_decay)
-    lr_of = optim.Schedule(schedule, learning_rate, power_t=power_t, total_steps=max_iter)
-    history = []
-    for step in range(max_iter + 1):
+def _resume(path: str | os.PathLike[str], comm: Comm, config: dict[str, Any],
+            objective: Objective, rule: optim.Rule, mini_batch: bool) -> State:
+    """The state saved at path (collective: fastdp.checkpoint.load), checked against this run and
+    loaded into rule. The state is the same on every rank, so are these checks' errors."""
+    where = os.fspath(path)
+    state = checkpoint.load(where, comm, config).state
+    if state.theta.shape != (objective.size,):
+        raise ValueError(f"cannot resume from {where}: it holds {state.theta.size} parameters, "
+                         f"this run has {objective.size}")
+    max_iter = config["max_iter"]
+    if state.epoch >= max_iter if mini_batch else state.step > max_iter:
+        at = f"epoch {state.epoch}" if mini_batch else f"step {state.step}"
+        raise ValueError(f"cannot resume from {where} with max_iter={max_iter}: it is at {at} "
+                         "already; resume with a larger max_iter")
+    try:
+        rule.set_state(state.rule)
+    except ValueError as exc:
+        raise ValueError(f"cannot resume from {where}: {exc}") from None
+    return state
+
+
+class _Guard:
+    """The non-finite guard of a fit: checks each step's reduced sums and each state about to
+    be checkpointed, and raises NonFiniteError with the step, the last good checkpoint and
+    advice."""
+
+    def __init__(self, solver: str, learning_rate: float, saver: Checkpointer) -> None:
+        self.saver = saver
+        self.unit = "evaluation" if solver == "lbfgs" else "step"
+        self.advice = (f"try a smaller learning_rate than {learning_rate}" if solver != "lbfgs"
+                       else "solver 'lbfgs' has no learning rate: look for extreme values in "
+                            "the data, or scale it")
+
+    def check(self, objective: Objective, step: int, epoch: int | None = None,
+              batch: int | None = None) -> None:
+        """Raise if the reduced sums of this step (mini-batch: of this epoch's batch) hold a
+        NaN or inf."""
+        found = objective.nonfinite()
+        if found is not None:
+            where = "" if epoch is None else f" (epoch {epoch}, batch {batch})"
+            raise self._error(f"{found} at {self.unit} {step}{where}")
+
+    def write(self, state: State) -> None:
+        """Checkpoint state, after checking that its arrays are finite (else raise, so the
+        last good checkpoint stays the newest)."""
+        if not all(np.isfinite(a).all() for a in (state.theta, *state.rule.values())):
+            raise self._error(f"the parameters became non-finite at step {state.step}")
+        self.saver.write(state)
+
+    def _error(self, what: str) -> NonFiniteError:
+        parts = [what]
+        if self.saver.last is not None:
+            parts.append(f"the last good checkpoint is {self.saver.last[0]} "
+                         f"(step {self.saver.last[1]})")
+        elif self.saver.path is not None:
+            parts.append(f"no checkpoint was written to {self.saver.path} yet")
+        return NonFiniteError("; ".join(parts + [self.advice]))
+
+
+@dataclass
+class _Loop:
+    """What the first-order training loops share: the objective, the state they start from
+    (theta is updated in place), the update rule and schedule, and the per-step hooks."""
+
+    objective: Objective
+    state: State
+    rule: optim.Rule
+    lr_of: optim.Schedule
+    callback: Callback | None
+    progress: Progress
+    saver: Checkpointer
+    guard: _Guard
+
+
+def _run_full_batch(loop: _Loop, max_iter: int,
+                    tol: float) -> tuple[int, bool, list[float], float]:
+    objective, rule = loop.objective, loop.rule
+    theta, history = loop.state.theta, loop.state.history
+    for step in range(loop.state.step, max_iter + 1):
+        objective.signal = loop.saver.signal()
         value, grad = objective.evaluate(theta)
+        loop.guard.check(objective, step)
+        if loop.saver.due(step, objective.signals):
+            loop.guard.write(State(theta, rule.state(), history, step))
         history.append(value)
-        lr = lr_of(step)
+        lr = loop.lr_of(step)
         grad_norm = _mapping_norm(theta, grad, lr, objective.penalty)
-        if callback is not None:
-            callback(step, _read_only(theta), value)
-        progress.update(step, value)
+        if loop.callback is not None:
+            loop.callback(step, _read_only(theta), value)
+        loop.progress.update(step, value)
         if grad_norm < tol or step == max_iter:
             break
         rule.step(theta, grad, lr)
@@ -520,22 +705,22 @@ def _run_full_batch(objective, theta, solver, learning_rate, schedule, power_t, 
     return step, grad_norm < tol, history, grad_norm
 
 
-def _run_mini_batch(objective, theta, solver, batch_size, n_rows, learning_rate, schedule,
-                    power_t, max_iter, tol, n_iter_no_change, momentum, nesterov, beta1, beta2,
-                    weight_decay, random_state, overlap, callback, progress):
-    rule = _rule(objective, solver, momentum, nesterov, beta1, beta2, weight_decay)
-    steps_per_epoch = -(-n_rows // batch_size)
-    lr_of = optim.Schedule(schedule, learning_rate, power_t=power_t,
-                           total_steps=max_iter * steps_per_epoch)
+def _run_mini_batch(loop: _Loop, batch_size: int, n_rows: int, max_iter: int, tol: float,
+                    n_iter_no_change: int, random_state: int,
+                    overlap: bool) -> tuple[int, bool, list[float], float]:
+    objective, rule, state = loop.objective, loop.rule, loop.state
+    theta, history = state.theta, state.history
     batches = Batches(objective, n_rows, batch_size, random_state)
-    history, best, stale, t = [], np.inf, 0, 0
+    best, stale, t = state.best, state.stale, state.step
     converged = False
     ready = None  # overlap: this step's batch, prepared during the previous step's reduction
-    for epoch in range(max_iter):
-        total = 0.0
-        for start in range(0, n_rows, batch_size):
+    for epoch in range(state.epoch, max_iter):
+        resumed = epoch == state.epoch  # the first epoch may resume in its middle
+        total = state.epoch_loss if resumed else 0.0
+        for start in range(state.batch * batch_size if resumed else 0, n_rows, batch_size):
             batch = ready if ready is not None else batches.prepare(epoch, start)
             ready = None
+            objective.signal = loop.saver.signal()
             if overlap:
                 following = ((epoch, start + batch_size) if start + batch_size < n_rows
                              else (epoch + 1, 0))
@@ -545,10 +730,15 @@ def _run_mini_batch(objective, theta, solver, batch_size, n_rows, learning_rate,
                 grad = objective.finish_gradient(theta, request)
             else:
                 grad = objective.gradient(theta, batch)
+            loop.guard.check(objective, t, epoch, start // batch_size)
+            if loop.saver.due(t, objective.signals):
+                loop.guard.write(State(theta, rule.state(), history, t, epoch, start // batch_size,
+                                       total, best, stale))
             total += objective.batch_loss * min(batch_size, n_rows - start)
-            if callback is not None:
-                callback(t, _read_only(theta), objective.batch_loss + objective.penalty.value(theta))
-            lr = lr_of(t)
+            if loop.callback is not None:
+                loop.callback(t, _read_only(theta),
+                              objective.batch_loss + objective.penalty.value(theta))
+            lr = loop.lr_of(t)
             rule.step(theta, grad, lr)
             objective.penalty.prox(theta, lr)
             t += 1
@@ -557,7 +747,7 @@ def _run_mini_batch(objective, theta, solver, batch_size, n_rows, learning_rate,
         if objective.rebalances != moves:
             ready = None  # prepared from the rows held before the move: prepare it again
         history.append(total / n_rows + objective.penalty.value(theta))
-        progress.update(epoch, history[-1])
+        loop.progress.update(epoch, history[-1])
         if history[-1] > best - tol:
             stale += 1
         else:
@@ -569,11 +759,12 @@ def _run_mini_batch(objective, theta, solver, batch_size, n_rows, learning_rate,
     return epoch + 1, converged, history, float(np.linalg.norm(grad))
 
 
-def _run_lbfgs(objective, theta, max_iter, tol, callback, progress):
+def _run_lbfgs(objective, theta, max_iter, tol, callback, progress, guard):
     history = []
 
     def evaluate(x: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = objective.evaluate(x, smooth_only=True)
+        guard.check(objective, len(history))
         history.append(value)
         if callback is not None:
             callback(len(history) - 1, _read_only(x), value)

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -326,3 +328,52 @@ def test_bad_overlap(value):
     X, y = synthetic.linear_regression(10, 2)
     with pytest.raises(ValueError, match=r"overlap must be True or False, got "):
         fit(X, y, solver="sgd", overlap=value)
+
+
+def test_a_diverging_run_stops_with_the_step_and_a_smaller_learning_rate():
+    X, y = synthetic.linear_regression(1_000, 4, seed=3)
+    seen = []
+    with pytest.raises(train.NonFiniteError) as info:
+        fit(X, y, solver="gd", learning_rate=10.0, max_iter=1000, tol=0,
+            callback=lambda t, theta, f: seen.append(t))
+    assert str(info.value) == (f"the loss became inf at step {len(seen)}; try a smaller "
+                               "learning_rate than 10.0")
+    assert isinstance(info.value, FloatingPointError) and isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("kwargs,where", [
+    ({"solver": "gd"}, "step 0"),
+    ({"solver": "adam", "batch_size": 10}, "step 0 (epoch 0, batch 0)"),
+])
+def test_an_infinite_gradient_with_a_finite_loss_is_caught(kwargs, where):
+    X = np.full((20, 2), 1e308)  # finite data whose gradient sums overflow; the loss stays 50
+    message = rf"^the gradient became inf at {re.escape(where)}; try a smaller learning_rate"
+    with pytest.raises(train.NonFiniteError, match=message + r" than 0\.1$"):
+        fit(X, np.full(20, 10.0), **kwargs)
+
+
+def test_lbfgs_is_guarded_too_and_advised_about_the_data():
+    X, y = synthetic.linear_regression(100, 2, seed=3)
+    with pytest.raises(train.NonFiniteError, match=r"^the loss became inf at evaluation 0; "
+                                                   r"solver 'lbfgs' has no learning rate: look "
+                                                   r"for extreme values in the data, or scale "
+                                                   r"it$"):
+        fit(X, y * 1e160, solver="lbfgs")
+
+
+def test_nonfinite_reads_the_reduced_sums():
+    X, y = synthetic.linear_regression(10, 2)
+    objective = train.Objective(X, y, "squared", 1, train.optim.Penalty(0.0, 0.0, 2), True,
+                                "numba", train.world(), [range(0, 10)])
+    objective.buf[:] = [1.0, 2.0, 3.0, 4.0, 10.0, 0.0]  # [grad sums (3), loss, rows, signal]
+    assert objective.nonfinite() is None
+    for slot, value, found in [(3, np.inf, "the loss became inf"),
+                               (3, np.nan, "the loss became nan"),
+                               (0, -np.inf, "the gradient became inf"),
+                               (2, np.nan, "the gradient became nan")]:
+        buf = objective.buf.copy()
+        objective.buf[slot] = value
+        assert objective.nonfinite() == found
+        objective.buf[:] = buf
+    objective.buf[:2] = [1e308, 1e308]  # finite sums whose total overflows: not an error
+    assert objective.nonfinite() is None
