@@ -30,6 +30,12 @@ Solvers:
 - "lbfgs": scipy's L-BFGS-B driven by rank 0 (fastdp.optim.lbfgs).
 L1 and elastic-net penalties are applied by a proximal step after each update (not with "lbfgs").
 
+deterministic=True (fastdp.deterministic) replaces the Allreduce by a fixed pairwise tree over
+fixed leaves: full batch, the global blocks of 4096 rows (the rows first move to a partition on
+whole blocks); mini-batch, the batch's rows in global order. Each rank adds up the tree's nodes
+within its leaves, one Allgatherv shares them and every rank finishes the same tree: the model is
+bitwise the same for any number of ranks and threads.
+
 Checkpoints (fastdp.checkpoint; first-order solvers): every checkpoint_every steps or
 checkpoint_seconds seconds (rank 0's clock, its verdict carried by the step's reduction), rank 0
 writes the state of the run at the start of a step, once the step's reduced sums are known to be
@@ -50,6 +56,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from . import balance, checkpoint, kernels, optim, threads
+from . import deterministic as deterministic_mode
 from .checkpoint import Checkpointer, State
 from .comm import Comm, Request, raise_if_any, world
 from .progress import Progress
@@ -105,7 +112,8 @@ class Objective:
 
     def __init__(self, X: Any, y: np.ndarray, loss: str, n_outputs: int, penalty: optim.Penalty,
                  fit_intercept: bool, backend: str, comm: Comm, ranges: list[range],
-                 balancer: balance.LoadBalancer | None = None, rebalance_every: int = 1) -> None:
+                 balancer: balance.LoadBalancer | None = None, rebalance_every: int = 1,
+                 deterministic: bool = False) -> None:
         self.X, self.y, self.loss, self.backend, self.comm = X, y, loss, backend, comm
         self.ranges, self.balancer, self.rebalance_every = ranges, balancer, rebalance_every
         self.rebalances = 0
@@ -127,6 +135,10 @@ class Objective:
         # Iallreduce and blocked in its wait), waiting for the others included
         self.evaluations = 0
         self.batch_loss = 0.0
+        # deterministic mode: the step's sums added in a fixed tree over fixed leaves (full
+        # batch: ranges must be on whole blocks, fit moves the rows there first)
+        self.tree = (deterministic_mode.TreeSum(comm, ranges[-1].stop, self.size + 1)
+                     if deterministic else None)
 
     def split(self, theta: np.ndarray) -> tuple[np.ndarray, float | np.ndarray]:
         """Views (coef, intercept) of theta, shaped as the kernels want them."""
@@ -149,6 +161,9 @@ class Objective:
         gradient is a reused buffer."""
         if batch is None:
             self._maybe_rebalance()
+        if self.tree is not None:
+            self._tree_sums(theta, batch)
+            return self._finish(theta)
         self._local_sums(theta, batch)
         reduce = time.perf_counter()
         self.comm.allreduce_sum_(self.buf)
@@ -160,6 +175,8 @@ class Objective:
         (MPI_Iallreduce). Until `finish_gradient(theta, request)`, the caller may do work that
         touches neither theta nor self.buf, and should call request.test() now and then (MPI
         progress, fastdp.comm)."""
+        if self.tree is not None:
+            raise ValueError("deterministic mode has no non-blocking reduction: use overlap=False")
         self._local_sums(theta, batch)
         reduce = time.perf_counter()
         request = self.comm.iallreduce_sum_(self.buf)
@@ -190,6 +207,33 @@ class Objective:
         self._since[0] += batch is None
         self._since[1] += X.shape[0]
         self._since[2] += seconds + (0.0 if batch is None else batch.seconds)
+
+    def _tree_sums(self, theta: np.ndarray, batch: Batch | None) -> None:
+        """Deterministic mode: self.buf <- [grad sums, loss sum, row count, signal] over all
+        ranks' rows (or the global batch), added in the fixed tree of fastdp.deterministic."""
+        X, y = (self.X, self.y) if batch is None else (batch.X, batch.y)
+        coef, intercept = self.split(theta)
+        start = time.perf_counter()
+
+        def kernel(out: np.ndarray, block_rows: int, first: int, stop: int) -> np.ndarray:
+            return kernels.block_sums(self.loss, X, y, coef, intercept, out, block_rows,
+                                      start=first, stop=stop, backend=self.backend, validate=False)
+
+        part = (self.tree.full_batch(kernel, self.ranges) if batch is None
+                else self.tree.mini_batch(kernel, self.ranges, batch.members))
+        if self.slowdown > 1.0:  # FASTDP_SLOWDOWN: this rank plays a slower node
+            self._slow_down(X, y, coef, intercept, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        self.compute_seconds += seconds
+        self._since[0] += batch is None
+        self._since[1] += X.shape[0]
+        self._since[2] += seconds + (0.0 if batch is None else batch.seconds)
+        reduce = time.perf_counter()
+        total, signals = self.tree.reduce(part, self.signal)
+        self.wait_seconds += time.perf_counter() - reduce
+        self.buf[:self.size + 1] = total
+        self.buf[self.size + 1] = self.tree.n_rows if batch is None else len(batch.members)
+        self.buf[self.size + 2] = signals
 
     def _finish(self, theta: np.ndarray) -> np.ndarray:
         """The reduced self.buf -> self.grad, self.batch_loss and self.signals."""
@@ -242,6 +286,11 @@ class Objective:
             return
         proposal = self.balancer.propose(self.X.shape[0], self._since[1], self._since[2])
         self._since = [0, 0, 0.0]
+        if proposal is not None and self.tree is not None and deterministic_mode.is_aligned(
+                self.ranges, self.tree.block_rows):  # full batch: keep whole blocks on a rank
+            proposal = deterministic_mode.align(proposal, self.tree.block_rows)
+            if proposal == self.ranges:
+                proposal = None
         if proposal is not None:
             self.X, self.y = balance.redistribute(self.comm, [self.X, self.y], self.ranges, proposal)
             self.ranges = proposal
@@ -261,11 +310,13 @@ class Objective:
 @dataclass
 class Batch:
     """This rank's rows of one global mini-batch, gathered: X (dense or CSR) and y, and the
-    seconds their preparation took (counted as compute)."""
+    seconds their preparation took (counted as compute). Deterministic mode also keeps members:
+    the global batch's rows (all ranks'), increasing."""
 
     X: Any
     y: np.ndarray
     seconds: float
+    members: np.ndarray | None = None
 
 
 class Batches:
@@ -314,9 +365,10 @@ class Batches:
                 np.take(objective.X, rows[a:a + piece], axis=0, out=X[a:a + piece], mode="clip")
                 done = done or request.test()
             np.take(objective.y, rows, out=y, mode="clip")  # rows are in range: no checks
+        members = None if objective.tree is None else np.sort(batch)
         seconds = time.perf_counter() - began
         objective.compute_seconds += seconds
-        return Batch(X, y, seconds)
+        return Batch(X, y, seconds, members)
 
     def _buffers(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The first k rows of the dense gather buffers, (re)allocated for the shard's batches."""
@@ -372,6 +424,17 @@ def _rebalance_error(every: int | None, threshold: float) -> str | None:
     return None
 
 
+def _deterministic_error(deterministic: Any, overlap: bool) -> str | None:
+    """What is wrong with deterministic=..., or None."""
+    if not isinstance(deterministic, (bool, np.bool_)):
+        return f"deterministic must be True or False, got {deterministic!r}"
+    if deterministic and overlap:
+        return ("deterministic=True and overlap=True cannot be combined: deterministic mode "
+                "gathers the step's block sums with a blocking Allgatherv, there is no "
+                "reduction in flight to overlap; use overlap=False (or deterministic=False)")
+    return None
+
+
 def _checkpoint_error(solver: str, path: Any, every: Any, seconds: Any, keep: Any,
                       resume: Any) -> str | None:
     """What is wrong with the checkpoint settings, or None."""
@@ -420,7 +483,7 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
         rebalance_threshold: float = 0.05, overlap: bool = False,
         checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: int | None = None,
         checkpoint_seconds: float | None = None, checkpoint_keep: int = 2,
-        resume: str | os.PathLike[str] | None = None) -> FitResult:
+        resume: str | os.PathLike[str] | None = None, deterministic: bool = False) -> FitResult:
     """Fit a linear model data-parallel on the rows this rank holds; every rank gets the same model.
 
     Minimizes (1/rows) * sum over ALL ranks' rows of loss(x.coef + intercept, y)
@@ -465,6 +528,21 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
        ValueError naming each field); max_iter may otherwise grow. It ends with the parameters,
        loss history, n_iter and convergence of the run that was not interrupted: bitwise on the
        same number of ranks, up to rounding on another.
+    deterministic: True makes the model bitwise the same for any number of ranks and of threads
+       per rank (and run after run), every solver, dense or CSR, backends numba and cython
+       (numpy: as far as its BLAS, run on one thread, is) (fastdp.deterministic). Each step's
+       sums are added in a fixed pairwise tree over fixed leaves instead of by the Allreduce:
+       full batch, the global blocks of fastdp.deterministic.BLOCK_ROWS (4096) rows, the rows
+       first moving (Alltoallv) to a contiguous partition on whole blocks, near-equal block
+       counts per rank, when the shards passed in are not on whole blocks; mini-batch, the
+       batch's rows in global order, each summed on its own (no rows move). Each rank adds up
+       the tree's nodes within its leaves, one Allgatherv shares them (each rank sends about
+       2*log2(its leaves) + 1 rows of coef.size + K + 1 values, instead of one Allreduce of
+       that many) and every rank finishes the tree. The model differs from
+       deterministic=False in the last bits. rebalance=True keeps whole blocks on a rank;
+       overlap=True is refused (ValueError). benchmarks/bench_deterministic.py measures the
+       cost against deterministic=False. resume= continues a deterministic run bitwise, on
+       any number of ranks.
     A NaN or inf in a step's reduced loss or gradient sums (or in a state about to be
     checkpointed) raises NonFiniteError on every rank, naming the step (epoch and batch too for
     mini-batch; all from 0), the last good checkpoint and a smaller learning rate to try.
@@ -481,6 +559,8 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
         error = _checkpoint_error(solver, checkpoint, checkpoint_every, checkpoint_seconds,
                                   checkpoint_keep, resume)
     if error is None:
+        error = _deterministic_error(deterministic, overlap)
+    if error is None:
         X, y, error = check_shard(X, y, loss, n_classes)
     raise_if_any(comm, error)
     n, rows_per_rank = _agree_on_shapes(X, comm)
@@ -493,11 +573,15 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     penalty = optim.Penalty(alpha, l1_ratio, n * K)
     offsets = np.cumsum([0] + rows_per_rank)
     ranges = [range(int(a), int(b)) for a, b in zip(offsets[:-1], offsets[1:])]
+    if deterministic and not mini_batch and not deterministic_mode.is_aligned(ranges):
+        aligned = deterministic_mode.aligned_partition(int(offsets[-1]), comm.size)
+        X, y = balance.redistribute(comm, [X, y], ranges, aligned)
+        ranges = aligned
     balancer = balance.LoadBalancer(comm, rebalance_threshold) if rebalance else None
     if rebalance_every is None:
         rebalance_every = 1 if mini_batch else 10
     objective = Objective(X, y, loss, K, penalty, fit_intercept, backend, comm, ranges, balancer,
-                          rebalance_every)
+                          rebalance_every, bool(deterministic))
     n_rows = sum(rows_per_rank)
     batch_size = (batch_size or MINI_BATCH_DEFAULT) if mini_batch else None
     config = {"loss": loss, "n_classes": K, "solver": solver, "learning_rate": float(learning_rate),
@@ -508,7 +592,8 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
               "beta2": float(beta2), "weight_decay": float(weight_decay),
               "random_state": int(random_state), "n_rows": n_rows, "n_features": n,
               "tol": float(tol), "n_iter_no_change": int(n_iter_no_change), "backend": backend,
-              "overlap": bool(overlap), "rebalance": bool(rebalance), "dtype": X.dtype.name,
+              "overlap": bool(overlap), "rebalance": bool(rebalance),
+              "deterministic": bool(deterministic), "dtype": X.dtype.name,
               "sparse": sp.issparse(X)}
     rule = (None if solver == "lbfgs"
             else _rule(objective, solver, momentum, nesterov, beta1, beta2, weight_decay))
@@ -524,7 +609,9 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     progress = Progress(max_iter, enabled=verbose and comm.rank == 0)
     start = time.perf_counter()
     # The compiled kernels own the cores; BLAS only does small vector work between the steps.
-    with threadpool_limits(None if backend == "numpy" else 1, "blas"):
+    # The numpy backend's kernels are BLAS calls: threaded, unless deterministic (BLAS threads
+    # split a sum: the bits would depend on their number).
+    with threadpool_limits(None if backend == "numpy" and not deterministic else 1, "blas"):
         if solver == "lbfgs":
             n_iter, converged, history, grad_norm = _run_lbfgs(objective, theta, max_iter, tol,
                                                                callback, progress, guard)

@@ -321,3 +321,49 @@ def set_cython_threads(n: int) -> None:
 def get_num_threads() -> dict[str, int]:
     """Threads each compiled backend will use: {'numba': ..., 'cython': ...}."""
     return {"numba": numba.get_num_threads(), "cython": _cython_dense.get_num_threads()}
+
+
+def block_sums(loss: str, X, y, coef, intercept, out: np.ndarray, block_rows: int, *,
+               start: int = 0, stop: int | None = None, backend: str = "numba",
+               validate: bool = True) -> np.ndarray:
+    """Per-block sums over rows start..stop of X, one row of `out` per block, never added together.
+
+    Block b holds rows start + b*block_rows .. min(start + (b+1)*block_rows, stop); out has shape
+    (n_blocks(stop - start, block_rows), coef.size + K + 1) float64 and gets, in row b, block b's
+    [grad_coef, grad_intercept, loss_sum] (loss_grad_sums' layout). One call of the compiled
+    kernel (prange over the blocks): block b's row is the same bits whatever the thread count and
+    whatever rows come before start or after stop, which is what fastdp.deterministic needs (it
+    sums the rows itself, in a fixed order). "numpy" runs the reference once per block.
+    CSR rows are passed to the kernel as a view (indptr[start:stop + 1], not copied).
+    Returns out.
+    """
+    stop = X.shape[0] if stop is None else stop
+    if not (0 <= start <= stop <= X.shape[0]):
+        raise ValueError(f"rows {start}..{stop} are not within X's {X.shape[0]} rows")
+    if int(block_rows) != block_rows or block_rows < 1:
+        raise ValueError(f"block_rows must be an integer >= 1, got {block_rows!r}")
+    parts, y, coef, intercept, K = _prepare(loss, X, y, coef, intercept, backend, validate)
+    size = coef.size + K + 1
+    shape = (n_blocks(stop - start, block_rows), size)
+    if out.shape != shape or out.dtype != np.float64 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous float64 of shape {shape}, got {out.dtype} {out.shape}")
+    if shape[0] == 0:
+        return out
+    if backend == "numpy":
+        for b in range(shape[0]):
+            a = start + b * block_rows
+            e = min(a + block_rows, stop)
+            reference.sums(loss, X[a:e], y[a:e], coef, intercept, out[b])
+        return out
+    if len(parts) == 3:
+        data, indices, indptr = parts
+        parts = (data, indices, indptr[start:stop + 1])
+    else:
+        parts = (parts[0][start:stop],)
+    y = y[start:stop]
+    if loss in MULTICLASS_LOSSES:
+        _BLOCK_KERNELS[backend, len(parts) == 3, True](*parts, y, coef, intercept, out, int(block_rows))
+    else:
+        _BLOCK_KERNELS[backend, len(parts) == 3, False](LOSS_CODES[loss], *parts, y, coef, intercept,
+                                                        out, int(block_rows))
+    return out
