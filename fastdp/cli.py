@@ -119,6 +119,8 @@ def _add_train(sub: Any) -> None:
                              "bytes: for text of very different line lengths)")
     train_.add_argument("--rebalance", action="store_true",
                         help="move rows from slow ranks to fast ones while training")
+    train_.add_argument("--deterministic", action="store_true",
+                        help="bitwise the same model for any number of ranks and threads")
     train_.add_argument("--overlap", action="store_true",
                         help="mini-batch solvers: reduce each step's gradient while the next "
                              "batch is gathered")
@@ -287,7 +289,8 @@ def _train(args: argparse.Namespace) -> int:
         shard, X, y, featurizer = _collective(comm, lambda: _training_data(args, comm))
         _agree_on_rows(shard.n_rows, args.data, comm)
         estimator = MODELS[args.model](**params, verbose=args.verbose, rebalance=args.rebalance,
-                                       overlap=args.overlap, comm=comm)
+                                       overlap=args.overlap, deterministic=args.deterministic,
+                                       comm=comm)
         start = time.perf_counter()
         estimator.fit(X, y, **{name: getattr(args, name) for name in CHECKPOINT_OPTIONS
                                if getattr(args, name) is not None})

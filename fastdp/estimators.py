@@ -48,7 +48,8 @@ class _LinearModel(BaseEstimator):
 
     def __init__(self, *, fit_intercept: bool, solver: str, max_iter: int, tol: float,
                  learning_rate: float, batch_size: int | None, random_state: int, backend: str,
-                 comm: Comm | None, verbose: bool, rebalance: bool, overlap: bool) -> None:
+                 comm: Comm | None, verbose: bool, rebalance: bool, overlap: bool,
+                 deterministic: bool) -> None:
         self.fit_intercept = fit_intercept
         self.solver = solver
         self.max_iter = max_iter
@@ -61,6 +62,7 @@ class _LinearModel(BaseEstimator):
         self.verbose = verbose
         self.rebalance = rebalance
         self.overlap = overlap
+        self.deterministic = deterministic
 
     def _comm(self) -> Comm:
         return world() if self.comm is None else self.comm
@@ -96,7 +98,8 @@ class _LinearModel(BaseEstimator):
                          alpha=alpha, l1_ratio=l1_ratio, fit_intercept=self.fit_intercept,
                          batch_size=self.batch_size, random_state=self.random_state,
                          backend=self.backend, comm=comm, verbose=self.verbose,
-                         rebalance=self.rebalance, overlap=self.overlap, **(checkpointing or {}))
+                         rebalance=self.rebalance, overlap=self.overlap,
+                         deterministic=self.deterministic, **(checkpointing or {}))
 
     def _decision(self, X: Any) -> np.ndarray:
         """Margins X @ coef_.T + intercept_: (m,) for one output, (m, K) for K. Each row's margins
@@ -149,17 +152,21 @@ class LinearRegression(_Regressor):
     batch_size apply to the first-order solvers; backend: 'numba', 'cython' or 'numpy'; comm:
     a fastdp communicator (default fastdp.comm.world()); verbose: progress bar on rank 0;
     rebalance: move rows from slow ranks to fast ones while training (fastdp.balance);
-    overlap: with mini-batch solvers, reduce a step's gradient while the next batch is gathered.
+    overlap: with mini-batch solvers, reduce a step's gradient while the next batch is gathered;
+    deterministic: the same model, bit for bit, for any number of ranks and threads
+    (fastdp.deterministic).
     """
 
     def __init__(self, *, fit_intercept: bool = True, solver: str = "auto", max_iter: int = 1000,
                  tol: float = 1e-8, learning_rate: float = 0.1, batch_size: int | None = None,
                  random_state: int = 0, backend: str = "numba", comm: Comm | None = None,
-                 verbose: bool = False, rebalance: bool = False, overlap: bool = False) -> None:
+                 verbose: bool = False, rebalance: bool = False, overlap: bool = False,
+                 deterministic: bool = False) -> None:
         super().__init__(fit_intercept=fit_intercept, solver=solver, max_iter=max_iter, tol=tol,
                          learning_rate=learning_rate, batch_size=batch_size,
                          random_state=random_state, backend=backend, comm=comm, verbose=verbose,
-                         rebalance=rebalance, overlap=overlap)
+                         rebalance=rebalance, overlap=overlap,
+                         deterministic=deterministic)
 
 
 class Ridge(_Regressor):
@@ -170,12 +177,14 @@ class Ridge(_Regressor):
                  max_iter: int = 1000, tol: float = 1e-8, learning_rate: float = 0.1,
                  batch_size: int | None = None, random_state: int = 0, backend: str = "numba",
                  comm: Comm | None = None, verbose: bool = False,
-                 rebalance: bool = False, overlap: bool = False) -> None:
+                 rebalance: bool = False, overlap: bool = False,
+                 deterministic: bool = False) -> None:
         self.alpha = alpha
         super().__init__(fit_intercept=fit_intercept, solver=solver, max_iter=max_iter, tol=tol,
                          learning_rate=learning_rate, batch_size=batch_size,
                          random_state=random_state, backend=backend, comm=comm, verbose=verbose,
-                         rebalance=rebalance, overlap=overlap)
+                         rebalance=rebalance, overlap=overlap,
+                         deterministic=deterministic)
 
     def _ridge_alpha_value(self) -> float:
         # sklearn's alpha multiplies |w|^2 against the SUM of squared residuals; fastdp's penalty
@@ -223,13 +232,15 @@ class LogisticRegression(_Classifier):
                  solver: str = "auto", max_iter: int = 1000, tol: float = 1e-6,
                  learning_rate: float = 0.1, batch_size: int | None = None, random_state: int = 0,
                  backend: str = "numba", comm: Comm | None = None, verbose: bool = False,
-                 rebalance: bool = False, overlap: bool = False) -> None:
+                 rebalance: bool = False, overlap: bool = False,
+                 deterministic: bool = False) -> None:
         self.C = C
         self.l1_ratio = l1_ratio
         super().__init__(fit_intercept=fit_intercept, solver=solver, max_iter=max_iter, tol=tol,
                          learning_rate=learning_rate, batch_size=batch_size,
                          random_state=random_state, backend=backend, comm=comm, verbose=verbose,
-                         rebalance=rebalance, overlap=overlap)
+                         rebalance=rebalance, overlap=overlap,
+                         deterministic=deterministic)
 
     def fit(self, X: Any, y: Any, **checkpointing: Any) -> "LogisticRegression":
         """Fit on this rank's rows X (m, n) dense or CSR and labels y (m,); returns self.
@@ -281,13 +292,15 @@ class LinearSVC(_Classifier):
                  solver: str = "auto", max_iter: int = 1000, tol: float = 1e-6,
                  learning_rate: float = 0.1, batch_size: int | None = None, random_state: int = 0,
                  backend: str = "numba", comm: Comm | None = None, verbose: bool = False,
-                 rebalance: bool = False, overlap: bool = False) -> None:
+                 rebalance: bool = False, overlap: bool = False,
+                 deterministic: bool = False) -> None:
         self.C = C
         self.loss = loss
         super().__init__(fit_intercept=fit_intercept, solver=solver, max_iter=max_iter, tol=tol,
                          learning_rate=learning_rate, batch_size=batch_size,
                          random_state=random_state, backend=backend, comm=comm, verbose=verbose,
-                         rebalance=rebalance, overlap=overlap)
+                         rebalance=rebalance, overlap=overlap,
+                         deterministic=deterministic)
 
     def fit(self, X: Any, y: Any, **checkpointing: Any) -> "LinearSVC":
         """Fit on this rank's rows X (m, n) dense or CSR and labels y (m,); returns self.

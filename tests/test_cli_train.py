@@ -250,3 +250,14 @@ def test_overlap_trains_the_same_model(tmp_path, data, capsys):
     assert main(["train", "--data", data["bc.npy"], "--model", "logistic", "--solver", "lbfgs",
                  "--overlap", "--output", models[0]]) == 2
     assert "overlap=True" in capsys.readouterr().err
+
+
+def test_deterministic_training_matches_the_default_closely(tmp_path, data):
+    models = [str(tmp_path / f"{name}.fdp") for name in ("plain", "deterministic")]
+    argv = ["train", "--data", data["bc.npy"], "--model", "logistic", "--solver", "gd",
+            "--max-iter", "50", "--tol", "0"]
+    assert main(argv + ["--output", models[0]]) == 0
+    assert main(argv + ["--output", models[1], "--deterministic"]) == 0
+    plain, deterministic = (fastdp.load(m) for m in models)
+    np.testing.assert_allclose(deterministic.coef_, plain.coef_, rtol=1e-12, atol=1e-14)
+    assert fastdp.model_io.read_metadata(models[1])["params"]["deterministic"] is True
