@@ -430,3 +430,9 @@ def test_stream_chunks_cover_the_rows_and_follow_parquet_row_groups(tmp_path):
     assert io.stream_chunks(parquet, 100) == [range(0, 23)]
     with pytest.raises(ValueError, match="chunk_rows must be an int >= 1, got 0"):
         io.stream_chunks(npy, 0)
+
+
+def test_csv_fields_python_reads_as_numbers_are_numbers(tmp_path):
+    (tmp_path / "odd.csv").write_bytes(b" inf,1_0\n2, -nan\n")
+    X = io.read_rows(tmp_path / "odd.csv", labels=False).X
+    assert X[0].tolist() == [np.inf, 10.0] and X[1, 0] == 2.0 and np.isnan(X[1, 1])
