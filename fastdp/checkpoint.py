@@ -41,7 +41,6 @@ import os
 import secrets
 import shutil
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +49,7 @@ import numpy as np
 
 from .comm import Comm, raise_if_any
 from .data import atomic_file
+from .data.archive import read_archive
 
 FORMAT_NAME = "fastdp-checkpoint"
 FORMAT_VERSION = 1
@@ -166,17 +166,7 @@ def _read_file(where: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(metadata, arrays) of the checkpoint file, checked."""
     if not os.path.isfile(where):
         raise FileNotFoundError(f"{where}: no such checkpoint file")
-    with open(where, "rb") as f:
-        try:
-            archive = np.load(f, allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError("a single .npy array, not an archive")
-            with archive:
-                arrays = {name: archive[name] for name in archive.files}
-            metadata = json.loads(str(arrays.pop("metadata")))
-        except (ValueError, KeyError, EOFError, OSError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{where}: not a readable fastdp checkpoint "
-                             f"({type(exc).__name__}: {exc})") from None
+    metadata, arrays = read_archive(where, "fastdp checkpoint")
     _check(where, metadata, arrays)
     return metadata, arrays
 

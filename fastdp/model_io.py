@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from typing import Any
 
 import numpy as np
@@ -31,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .estimators import LinearRegression, LinearSVC, LogisticRegression, Ridge
 from .data import atomic_file
+from .data.archive import read_archive
 from .text import HashingFeaturizer
 
 FORMAT_NAME = "fastdp-model"
@@ -164,17 +164,7 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.nd
     where = os.fspath(path)
     if not os.path.isfile(where):
         raise FileNotFoundError(f"{where}: no such file")
-    with open(where, "rb") as f:
-        try:
-            archive = np.load(f, allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError("a single .npy array, not an archive")
-            with archive:
-                members = {name: archive[name] for name in archive.files}
-            metadata = json.loads(str(members.pop("metadata")))
-        except (ValueError, KeyError, EOFError, OSError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{where}: not a readable fastdp model file "
-                             f"({type(exc).__name__}: {exc})") from None
+    metadata, members = read_archive(where, "fastdp model file")
     _check_metadata(where, metadata, members)
     return metadata, members
 
