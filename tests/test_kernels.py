@@ -345,3 +345,40 @@ def test_decision_function_rows_do_not_depend_on_the_other_rows(dtype):
             assert np.array_equal(kernels.decision_function(X[rows], c, b), whole[rows])
         assert np.array_equal(kernels.decision_function(sp.csr_matrix(X)[17:600], c, b),
                               kernels.decision_function(sp.csr_matrix(X), c, b)[17:600])
+
+
+def logistic_reference(t: float) -> tuple[float, float]:
+    """(softplus(t), sigmoid(t)) with libm's exp and log1p, t = -y z."""
+    e = math.exp(-abs(t))
+    return max(t, 0.0) + math.log1p(e), (1.0 if t >= 0 else e) / (1.0 + e)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_logistic_rows_match_libm_to_a_few_ulp(backend):
+    """The kernels' branch-free exp and log1p (pointwise.pxd, numba_dense.exp_neg/log1p_unit) against
+    libm, row by row, over margins from 0 to past exp's underflow (subnormal results included)."""
+    mags = np.concatenate([[0.0, 5e-324, 1e-300, 1e-16, 0.5 * math.log(2)], np.geomspace(1e-8, 800.0, 3000),
+                           np.linspace(700.0, 760.0, 200)])
+    z = np.concatenate([mags, -mags])
+    X = z[:, None].copy()
+    y = np.where(np.arange(z.size) % 2 == 0, 1.0, -1.0)
+    out = np.empty((z.size, 3))
+    kernels.block_sums("logistic", X, y, np.array([1.0]), 0.0, out, 1, backend=backend)
+    for (_, d, loss), zi, yi in zip(out, z, y):
+        want_loss, sig = logistic_reference(-yi * zi)
+        # 2 ulp, or 4 ulp of the subnormals (the reference rounds twice too)
+        assert loss == pytest.approx(want_loss, rel=4.5e-16, abs=2e-323), (zi, yi)
+        assert d == pytest.approx(-yi * sig, rel=4.5e-16, abs=2e-323), (zi, yi)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("loss", ["squared", "logistic", "hinge", "squared_hinge"])
+def test_nan_margin_gives_nan_loss_and_gradient(loss, backend):
+    X = np.array([[np.nan], [1.0]])
+    out = np.empty((2, 3))
+    kernels.block_sums(loss, X, np.array([1.0, -1.0]), np.array([1.0]), 0.0, out, 1, backend=backend,
+                       validate=False)
+    assert np.isnan(out[0, 2]), "a NaN margin's loss is NaN, so the non-finite guard sees it"
+    if loss != "hinge":  # hinge's derivative is a step function of the margin: -y or 0
+        assert np.isnan(out[0, :2]).all()
+    assert np.isfinite(out[1]).all()

@@ -3,11 +3,20 @@
 The twin of csrc/dense_loss.pyx, with the same plan: block b of `block_rows` rows writes only
 out[b, :], so no accumulator is shared between threads (Numba races silently on `a[j] += ...` from
 several threads); the caller sums blocks in block order, which makes the result independent of the
-thread count. Each row is read once: margin, per-row loss and derivative, then grad += d * x.
+thread count. Each row is read from memory once.
 
 Two kernels, one per loss family:
 - dense_block_sums: the scalar-margin losses (squared, logistic, hinge, squared_hinge), the
-  per-row loss picked by an integer code (pointwise). Rows go four at a time (four independent dot products, one pass over the block's accumulator for all four).
+  per-row loss picked by an integer code. A block goes GROUP_ROWS rows at a time, in three steps:
+  the group's margins (four rows at a time: four independent dot products), the per-row losses
+  and derivatives over the group's margins (pointwise_rows: one plain loop of branch-free
+  arithmetic that LLVM vectorizes, exp and log1p included), then the gradient (four rows at a
+  time, re-read from L1). The rows a few KiB ahead are prefetched while the margins are formed,
+  so memory keeps streaming while the group's arithmetic runs. Margins, losses and derivatives
+  are float64 (float32 X is widened in the dot products: float32 margins would be too coarse for
+  the loss differences that finite-difference checks and line searches take); the group's
+  gradient is summed in X's dtype (float32: 32 rows at most) and added to the block's float64
+  sums after each group.
 - dense_softmax_block_sums: softmax cross-entropy over K classes; a row's K margins are K dot
   products with the rows of coef.T, then the K derivatives d, then grad.T[k] += d_k * x (the
   inner loops run over the features, see the kernel).
@@ -19,10 +28,112 @@ shared with the CSR kernels (numba_sparse.py).
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 SQUARED, LOGISTIC, HINGE, SQUARED_HINGE = 0, 1, 2, 3  # losses.LOSS_CODES
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+GROUP_ROWS = 32  # rows per group of dense_block_sums (its margins, losses, then gradient)
+PREFETCH_BYTES = 2048  # how far ahead of the margins dense_block_sums prefetches X (measured best)
+
+LOG2E = 1.4426950408889634
+LN2_HI = 0.6931471803691238  # ln 2 = LN2_HI + LN2_LO, LN2_HI with 32 trailing zero bits
+LN2_LO = 1.9082149292705877e-10
+EXP_CLAMP = 750.0  # exp_neg(a) = exp_neg(min(a, EXP_CLAMP)): exp(-750) underflows to 0
+
+
+@intrinsic
+def _int_bits_as_float(typingctx, bits):
+    """The float64 whose IEEE bits are the int64 `bits` (a bit cast, no conversion)."""
+    if bits != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _prefetch(typingctx, arr, index):
+    """Hint the CPU to bring arr's flat element `index` into cache (llvm.prefetch, read, high
+    locality). Never faults and changes nothing, also at an index past the array's end."""
+    if not isinstance(arr, types.Array) or not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        index = context.cast(builder, args[1], signature.args[1], types.intp)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+        address = builder.bitcast(builder.gep(data, [index]), i8p)
+        builder.call(fn, [address, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, index), codegen
+
+
+@njit(inline="always", cache=True)
+def exp_neg(a: float) -> float:
+    """exp(-a) for a >= 0 (NaN for NaN), within 1 ulp of math.exp (subnormal results included).
+
+    Branch-free arithmetic, so a loop of it vectorizes: -a = -k ln2 + r with |r| <= ln2/2, exp(r)
+    by its Taylor series to r**14 (error < 1e-17), times 2**-k as two factors formed from their
+    IEEE bits (2**-k alone is subnormal beyond k = 1022).
+    """
+    ac = EXP_CLAMP if a > EXP_CLAMP else a  # NaN stays NaN
+    k = np.floor(ac * LOG2E + 0.5)  # 0 .. 1083
+    r = (k * LN2_HI - ac) + k * LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    k = k if k <= 1083.0 else 1083.0  # NaN: any valid exponent (p is NaN), never an invalid cast
+    k0 = np.int64(k)
+    k1 = k0 >> 1
+    return p * _int_bits_as_float((1023 - k1) << 52) * _int_bits_as_float((1023 - (k0 - k1)) << 52)
+
+
+@njit(inline="always", cache=True)
+def log1p_unit(e: float) -> float:
+    """log1p(e) for 0 <= e <= 1, within 2 ulp of math.log1p; branch-free (vectorizes).
+
+    log1p(e) = 2 atanh(s) with s = e / (2 + e) <= 1/3, by its series to s**35 (error < 1e-17).
+    """
+    s = e / (2.0 + e)
+    s2 = s * s
+    p = 1.0 / 35.0
+    p = p * s2 + 1.0 / 33.0
+    p = p * s2 + 1.0 / 31.0
+    p = p * s2 + 1.0 / 29.0
+    p = p * s2 + 1.0 / 27.0
+    p = p * s2 + 1.0 / 25.0
+    p = p * s2 + 1.0 / 23.0
+    p = p * s2 + 1.0 / 21.0
+    p = p * s2 + 1.0 / 19.0
+    p = p * s2 + 1.0 / 17.0
+    p = p * s2 + 1.0 / 15.0
+    p = p * s2 + 1.0 / 13.0
+    p = p * s2 + 1.0 / 11.0
+    p = p * s2 + 1.0 / 9.0
+    p = p * s2 + 1.0 / 7.0
+    p = p * s2 + 1.0 / 5.0
+    p = p * s2 + 1.0 / 3.0
+    p = p * s2 + 1.0
+    return 2.0 * s * p
 
 
 @njit(inline="always", cache=True)
@@ -30,22 +141,58 @@ def pointwise(loss: int, z: float, y: float) -> tuple[float, float]:
     """(loss, dloss/dz) of one row at margin z with target y; codes as in losses.LOSS_CODES.
 
     logistic: softplus(t) = max(t, 0) + log1p(exp(-|t|)) at t = -y z, and -y * sigmoid(t) with
-    sigmoid formed from the same exp(-|t|), so no margin overflows.
+    sigmoid formed from the same exp(-|t|), so no margin overflows. Branch-free (selects only),
+    so a loop over rows vectorizes.
     """
     if loss == SQUARED:
         r = z - y
         return 0.5 * r * r, r
     if loss == LOGISTIC:
         t = -y * z
-        e = math.exp(-abs(t))
-        sigmoid = 1.0 / (1.0 + e) if t >= 0.0 else e / (1.0 + e)
-        return max(t, 0.0) + math.log1p(e), -y * sigmoid
+        e = exp_neg(abs(t))
+        num = 1.0 if t >= 0.0 else e
+        return max(t, 0.0) + log1p_unit(e), -y * num / (1.0 + e)
     slack = 1.0 - y * z
-    if slack <= 0.0:
-        return 0.0, 0.0
+    h = 0.0 if slack <= 0.0 else slack  # NaN stays NaN
     if loss == HINGE:
-        return slack, -y
-    return slack * slack, -2.0 * y * slack
+        return h, 0.0 if slack <= 0.0 else -y
+    return h * h, -2.0 * y * h
+
+
+@njit(inline="always", cache=True)
+def pointwise_rows(loss, z, y, count, d):
+    """count rows: z (>= count,) float64 margins, y (>= count,) targets; d (>= count,), OUT:
+    d[k] <- dloss/dz of row k (in d's dtype). Returns (loss sum, dloss/dz sum).
+
+    The loss is picked once, outside the loop, so each loop is branch-free and vectorizes.
+    """
+    total = 0.0
+    dsum = 0.0
+    if loss == SQUARED:
+        for k in range(count):
+            lk, dk = pointwise(SQUARED, z[k], np.float64(y[k]))
+            d[k] = dk
+            total += lk
+            dsum += dk
+    elif loss == LOGISTIC:
+        for k in range(count):
+            lk, dk = pointwise(LOGISTIC, z[k], np.float64(y[k]))
+            d[k] = dk
+            total += lk
+            dsum += dk
+    elif loss == HINGE:
+        for k in range(count):
+            lk, dk = pointwise(HINGE, z[k], np.float64(y[k]))
+            d[k] = dk
+            total += lk
+            dsum += dk
+    else:
+        for k in range(count):
+            lk, dk = pointwise(SQUARED_HINGE, z[k], np.float64(y[k]))
+            d[k] = dk
+            total += lk
+            dsum += dk
+    return total, dsum
 
 
 @njit(inline="always", cache=True)
@@ -81,40 +228,71 @@ def dense_block_sums(loss, X, y, coef, intercept, out, block_rows):
     intercept:  float
     out:        (ceil(m / block_rows), n + 2) float64, OUT: row b <- [grad_coef (n), grad_intercept, loss]
     block_rows: int >= 1
+
+    Groups of GROUP_ROWS rows (see the module's docstring); the group's gradient is summed in X's
+    dtype, then added to the block's float64 sums.
     """
     m, n = X.shape
+    zero = X.dtype.type(0)
+    line = 64 // X.itemsize  # elements per cache line
+    ahead = -(-PREFETCH_BYTES // (n * X.itemsize))  # rows
     for b in prange(out.shape[0]):
-        acc = np.zeros(n + 2)  # a fresh array: LLVM knows it aliases neither X nor out
-        i = b * block_rows
-        stop = min(m, i + block_rows)
-        while i + 4 <= stop:
-            r0, r1, r2, r3 = X[i], X[i + 1], X[i + 2], X[i + 3]
-            z0 = z1 = z2 = z3 = intercept
+        acc = np.zeros(n + 2)
+        gacc = np.zeros(n, X.dtype)  # the group's gradient
+        z = np.empty(GROUP_ROWS)
+        d = np.empty(GROUP_ROWS, X.dtype)
+        start = b * block_rows
+        stop = min(m, start + block_rows)
+        for s in range(start, stop, GROUP_ROWS):
+            count = min(GROUP_ROWS, stop - s)
+            k = 0
+            while k < count:
+                i = s + k
+                rows = min(4, count - k)
+                p = (i + ahead) * n
+                for q in range(p, p + rows * n, line):
+                    _prefetch(X, q)
+                if rows == 4:
+                    r0, r1, r2, r3 = X[i], X[i + 1], X[i + 2], X[i + 3]
+                    z0 = z1 = z2 = z3 = intercept
+                    for j in range(n):
+                        c = coef[j]
+                        z0 += r0[j] * c
+                        z1 += r1[j] * c
+                        z2 += r2[j] * c
+                        z3 += r3[j] * c
+                    z[k] = z0
+                    z[k + 1] = z1
+                    z[k + 2] = z2
+                    z[k + 3] = z3
+                else:
+                    for kk in range(k, k + rows):
+                        r0 = X[s + kk]
+                        z0 = intercept
+                        for j in range(n):
+                            z0 += r0[j] * coef[j]
+                        z[kk] = z0
+                k += rows
+            total, dsum = pointwise_rows(loss, z, y[s:s + count], count, d)
+            acc[n] += dsum
+            acc[n + 1] += total
+            k = 0
+            while k + 4 <= count:
+                i = s + k
+                r0, r1, r2, r3 = X[i], X[i + 1], X[i + 2], X[i + 3]
+                d0, d1, d2, d3 = d[k], d[k + 1], d[k + 2], d[k + 3]
+                for j in range(n):
+                    gacc[j] += (d0 * r0[j] + d1 * r1[j]) + (d2 * r2[j] + d3 * r3[j])
+                k += 4
+            while k < count:
+                r0 = X[s + k]
+                d0 = d[k]
+                for j in range(n):
+                    gacc[j] += d0 * r0[j]
+                k += 1
             for j in range(n):
-                c = coef[j]
-                z0 += r0[j] * c
-                z1 += r1[j] * c
-                z2 += r2[j] * c
-                z3 += r3[j] * c
-            l0, d0 = pointwise(loss, z0, y[i])
-            l1, d1 = pointwise(loss, z1, y[i + 1])
-            l2, d2 = pointwise(loss, z2, y[i + 2])
-            l3, d3 = pointwise(loss, z3, y[i + 3])
-            acc[n] += (d0 + d1) + (d2 + d3)
-            acc[n + 1] += (l0 + l1) + (l2 + l3)
-            for j in range(n):
-                acc[j] += (d0 * r0[j] + d1 * r1[j]) + (d2 * r2[j] + d3 * r3[j])
-            i += 4
-        while i < stop:
-            z0 = intercept
-            for j in range(n):
-                z0 += X[i, j] * coef[j]
-            l0, d0 = pointwise(loss, z0, y[i])
-            acc[n] += d0
-            acc[n + 1] += l0
-            for j in range(n):
-                acc[j] += d0 * X[i, j]
-            i += 1
+                acc[j] += gacc[j]
+                gacc[j] = zero
         out[b] = acc
 
 
