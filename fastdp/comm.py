@@ -17,32 +17,74 @@
     comm.scatter_rows(X, counts, root=0)       # root's rows, counts[r] of them to rank r (Scatterv)
     comm.gather_rows(local, counts, root=0)    # every rank's rows, in rank order, on root (Gatherv)
                                                # or on all ranks with root=None (Allgatherv)
+    fastdp.comm.set_watchdog(seconds, abort_seconds)  # warn / MPI_Abort when a collective has
+                                               # waited longer (0: off; see Watchdog below)
 
 MPI is used only when this process was started by an MPI launcher (mpiexec, srun, ...) or when
 mpi4py.MPI is already imported; otherwise `world()` is the serial communicator and MPI is never
 initialized, so `import fastdp` works with no MPI runtime at all.
 
-Under MPI with more than one rank, `world()` installs an exception hook: an uncaught exception on
-any rank prints its traceback (prefixed by the rank) and calls MPI_Abort, so the job ends with a
-non-zero exit instead of leaving the other ranks waiting in a collective.
+Failures. Under MPI with more than one rank, `world()` installs an exception hook: an uncaught
+exception on any rank prints its traceback (each line prefixed by the rank), waits ABORT_GRACE_S
+for the launcher to forward it, and calls MPI_Abort, so the job ends with a non-zero exit within a
+few seconds instead of leaving the other ranks waiting in a collective (tests/test_failures_mpi.py
+measures it). A rank that dies without Python's help (SIGKILL, the OOM killer, a segfault) is
+the launcher's to handle: MPICH's hydra tears the whole job down at once ("BAD TERMINATION", exit
+status the signal's number). With `mpiexec -disable-auto-cleanup` hydra leaves the survivors
+running: a rank that next starts an operation with the dead one fails (fatally: the job ends),
+but one already blocked in a collective with it waits until MPICH's network layer notices
+(measured with the mpich wheel, 2 ranks on one node: at once in about half the runs, else after
+10 to 20 s, once over 60 s). For a bound in that mode, or on any hang, set
+FASTDP_WATCHDOG_ABORT_SECONDS (below).
 
-Progress of non-blocking collectives: MPICH moves an Iallreduce forward only while some MPI call
-runs on the rank (its progress engine), unless asynchronous progress is on
-(MPIR_CVAR_ASYNC_PROGRESS=1: a progress thread per rank, which needs MPI_THREAD_MULTIPLE, mpi4py's
-default). A caller that computes between the start and the wait should call request.test() at
-its natural breaks (between kernel calls) so the reduction advances while it works. The progress
-thread polls without pause: on a node with no spare core it takes one from the ranks (2 ranks on 2
-cores: training steps 3 to 8 times slower, benchmarks/bench_overlap.py --progress async).
+Watchdog. A rank that neither fails nor arrives (a hang, a livelock, a stopped or much slower
+rank) leaves the others blocked in a collective; the watchdog says so. Each MPIComm counts the
+collectives it enters (#1, #2, ...: the same numbers on every rank, as MPI runs collectives in the
+same order everywhere) and, while in one, holds its number and kind in two attributes: a few
+stores around the blocking MPI call (no clock read, no polling; allreduce_sum_ costs what it did
+before, as it no longer looks up MPI.IN_PLACE and MPI.SUM), so the fast path stays the bare call
+(fastdp bench comm, 34 values on 2 ranks: fastdp/bare 1.03 to 1.05). A background thread per rank
+("fastdp-watchdog": started when a limit is > 0 and there are >= 2 ranks; it needs
+MPI_THREAD_MULTIPLE, mpi4py's default, which MPICH's wheel provides) wakes every
+min(limit/4, WATCHDOG_TICK_S) and sends its messages only on a private duplicate of the
+communicator:
+  - a rank that the thread has seen in the same collective #N for longer than the limit reports
+    (N, kind, wait) to rank 0, once per collective (the wait is timed from the thread's first
+    sight of it: the warning comes between limit and limit + one wake-up after the wait began);
+  - rank 0's thread, on a report (its own included), asks every rank that has not reported for
+    its count; one whose count is < N has not arrived, nor has one that does not answer within
+    min(limit, ANSWER_WAIT_S) (its main thread holds the GIL outside MPI, or it is gone: a rank
+    blocked in MPI has released the GIL, so its thread answers at once);
+  - rank 0 then writes one line on stderr, e.g.
+      fastdp: watchdog: rank 0 has waited 60.2 s in allreduce #1234; ranks not arrived: 1, 3
+    naming also ranks that are at #N in another kind of collective (a program bug), if any.
+The watchdog warns, once per collective; the collective keeps waiting, unless an abort limit is
+set: a rank whose thread has seen it in one collective for longer than that writes why on stderr
+and calls MPI_Abort (the job ends, as on an uncaught exception; off by default, as a legitimate
+wait, e.g. ranks in a barrier while rank 0 works alone, may be long). The limits are
+FASTDP_WATCHDOG_SECONDS (default 60; 0: no warnings) and FASTDP_WATCHDOG_ABORT_SECONDS (default 0:
+never abort), read when the communicator is made (negative or non-numeric values raise ValueError
+naming the variable), or set_watchdog(seconds, abort_seconds) (this module's function: the world
+communicator and those made later; MPIComm.set_watchdog or MPIComm(..., watchdog_seconds=,
+abort_seconds=): one communicator). Set them the same on every rank. Watched: every
+collective of MPIComm (allreduce_sum_, the wait() of iallreduce_sum_'s request, bcast_, barrier,
+the *_obj and *_rows collectives); not test(), not point-to-point messages. A design that polled a
+non-blocking collective from the main thread could not ask a missing rank anything (its main
+thread is elsewhere), hence the thread.
 
 This module knows nothing of models or kernels.
 """
 
 from __future__ import annotations
 
+import atexit
+import math
 import os
 import sys
+import threading
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -51,6 +93,12 @@ import numpy as np
 BARRIER_POLL_SECONDS = 0.001
 ABORT_GRACE_S = 1.0  # seconds an aborting rank waits for its stderr to be forwarded
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+WATCHDOG_VARIABLE = "FASTDP_WATCHDOG_SECONDS"
+ABORT_VARIABLE = "FASTDP_WATCHDOG_ABORT_SECONDS"
+DEFAULT_WATCHDOG_SECONDS = 60.0
+WATCHDOG_TICK_S = 0.5  # the watchdog thread wakes every min(limit / 4, WATCHDOG_TICK_S)
+ANSWER_WAIT_S = 2.0  # rank 0 waits at most min(limit, this) for the ranks' counts
+
 
 
 class Request(Protocol):
@@ -101,20 +149,31 @@ class Completed:
 
 
 class MPIRequest:
-    """An mpi4py Request behind the Request face (its own lowercase test() returns a tuple)."""
+    """An mpi4py Request behind the Request face (its own lowercase test() returns a tuple).
+    comm and number: the MPIComm whose watchdog watches wait(), and the collective's number."""
 
-    __slots__ = ("_request",)
+    __slots__ = ("_request", "_comm", "_number")
 
-    def __init__(self, request: Any) -> None:
+    def __init__(self, request: Any, comm: MPIComm | None = None, number: int = 0) -> None:
         self._request = request
+        self._comm = comm
+        self._number = number
 
     def test(self) -> bool:
         """MPI_Test: True once complete; each call also runs MPICH's progress engine."""
         return bool(self._request.Test())
 
     def wait(self) -> None:
-        """MPI_Wait."""
-        self._request.Wait()
+        """MPI_Wait (watched by the communicator's watchdog)."""
+        comm = self._comm
+        if comm is None:
+            self._request.Wait()
+            return
+        comm._in, comm._kind = self._number, "iallreduce"
+        try:
+            self._request.Wait()
+        finally:
+            comm._in = 0
 
 
 _COMPLETED = Completed()
@@ -189,58 +248,141 @@ class SerialComm:
 
 
 class MPIComm:
-    """An mpi4py intracommunicator; data moves through the buffer (uppercase) methods."""
+    """An mpi4py intracommunicator; data moves through the buffer (uppercase) methods.
 
-    def __init__(self, mpi_comm: Any) -> None:
+    watchdog_seconds, abort_seconds: the watchdog's limits (module docstring); None: the value
+    given to set_watchdog() if it was called, else FASTDP_WATCHDOG_SECONDS (default 60) and
+    FASTDP_WATCHDOG_ABORT_SECONDS (default 0); 0: no warning, no abort.
+    """
+
+    def __init__(self, mpi_comm: Any, watchdog_seconds: float | None = None,
+                 abort_seconds: float | None = None) -> None:
         from mpi4py import MPI
 
+        seconds, abort = _WATCHDOG_SET if _WATCHDOG_SET is not None else watchdog_from_env()
+        seconds = seconds if watchdog_seconds is None else watchdog_seconds
+        abort = abort if abort_seconds is None else abort_seconds
         self._MPI = MPI
+        self._IN_PLACE, self._SUM = MPI.IN_PLACE, MPI.SUM
         self._comm = mpi_comm
         self.rank = mpi_comm.Get_rank()
         self.size = mpi_comm.Get_size()
         node = mpi_comm.Split_type(MPI.COMM_TYPE_SHARED)
         self.local_size = node.Get_size()
         node.Free()
+        # The watchdog's view of this rank, written by the caller's thread only: collectives
+        # entered, the number of the one it is in (0: none) and its kind.
+        self._count = 0
+        self._in = 0
+        self._kind = ""
+        self._side = mpi_comm.Dup() if self.size > 1 else None  # the watchdog's messages only
+        self._watchdog: _Watchdog | None = None
+        self.watchdog_seconds = self.abort_seconds = 0.0
+        self.set_watchdog(seconds, abort)
+
+    def set_watchdog(self, seconds: float, abort_seconds: float | None = None) -> None:
+        """Warn (rank 0, on stderr) when a collective of this communicator has waited longer than
+        seconds, naming the ranks that have not arrived, and MPI_Abort when this rank has waited
+        in one longer than abort_seconds (None: unchanged); 0 turns either off. Local: call it
+        with the same values on every rank."""
+        seconds = _check_seconds(seconds, "watchdog seconds")
+        abort = self.abort_seconds if abort_seconds is None else _check_seconds(
+            abort_seconds, "watchdog abort seconds", "the abort")
+        self.watchdog_seconds, self.abort_seconds = seconds, abort
+        if (seconds == 0 and abort == 0) or self._side is None:
+            if self._watchdog is not None:
+                self._watchdog.stop()
+                self._watchdog = None
+            return
+        if self._watchdog is not None:
+            self._watchdog.set_limits(seconds, abort)
+            return
+        level = self._MPI.Query_thread()
+        if level < self._MPI.THREAD_MULTIPLE:
+            if self.rank == 0:
+                warnings.warn(f"fastdp: no watchdog: its thread needs MPI_THREAD_MULTIPLE, and MPI "
+                              f"was initialized with thread level {level} (mpi4py.rc.thread_level); "
+                              f"{WATCHDOG_VARIABLE}=0 silences this", RuntimeWarning, stacklevel=3)
+            return
+        self._watchdog = _Watchdog(self, seconds, abort)
+
+    def _enter(self, kind: str) -> None:
+        """This rank enters a watched collective (leave it with self._in = 0)."""
+        self._count = self._in = self._count + 1
+        self._kind = kind
 
     def allreduce_sum_(self, buf: np.ndarray) -> np.ndarray:
         """Sum of the C-contiguous buf over all ranks, in place (MPI_IN_PLACE)."""
-        self._comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
+        self._count = self._in = self._count + 1
+        self._kind = "allreduce"
+        try:
+            self._comm.Allreduce(self._IN_PLACE, buf, op=self._SUM)
+        finally:
+            self._in = 0
         return buf
 
     def iallreduce_sum_(self, buf: np.ndarray) -> Request:
         """Start the sum of the C-contiguous buf over all ranks, in place (MPI_Iallreduce with
         MPI_IN_PLACE); buf holds the sum once the request completes and must not be touched
         before. Every rank starts the same non-blocking collectives in the same order."""
-        return MPIRequest(self._comm.Iallreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM))
+        self._count = number = self._count + 1
+        return MPIRequest(self._comm.Iallreduce(self._IN_PLACE, buf, op=self._SUM), self, number)
 
     def bcast_(self, buf: np.ndarray, root: int = 0) -> np.ndarray:
         """Root's C-contiguous buf copied into buf on every rank."""
-        self._comm.Bcast(buf, root=root)
+        self._enter("bcast")
+        try:
+            self._comm.Bcast(buf, root=root)
+        finally:
+            self._in = 0
         return buf
 
     def barrier(self) -> None:
         """Wait for all ranks, sleeping between polls (MPI_Ibarrier), so ranks that wait while
         another one works leave it the cores instead of spinning."""
-        request = self._comm.Ibarrier()
-        while not request.Test():
-            time.sleep(BARRIER_POLL_SECONDS)
+        self._enter("barrier")
+        try:
+            request = self._comm.Ibarrier()
+            while not request.Test():
+                time.sleep(BARRIER_POLL_SECONDS)
+        finally:
+            self._in = 0
 
     def allgather_obj(self, obj: Any) -> list[Any]:
         """Every rank's obj, in rank order (pickled: for small metadata)."""
-        return self._comm.allgather(obj)
+        self._enter("allgather_obj")
+        try:
+            return self._comm.allgather(obj)
+        finally:
+            self._in = 0
 
     def bcast_obj(self, obj: Any, root: int = 0) -> Any:
         """Root's obj on every rank (pickled: for small metadata)."""
-        return self._comm.bcast(obj, root=root)
+        self._enter("bcast_obj")
+        try:
+            return self._comm.bcast(obj, root=root)
+        finally:
+            self._in = 0
 
     def scatter_obj(self, objs: Sequence[Any] | None, root: int = 0) -> Any:
         """Root's objs[r] to rank r (pickled); objs is ignored on the other ranks."""
-        return self._comm.scatter(objs, root=root)
+        self._enter("scatter_obj")
+        try:
+            return self._comm.scatter(objs, root=root)
+        finally:
+            self._in = 0
 
     def scatter_rows(self, X: np.ndarray | None, counts: Sequence[int], root: int = 0) -> np.ndarray:
         """Rows of root's numeric array X, consecutive blocks of counts[r] rows to rank r
         (MPI_Scatterv); X is ignored on the other ranks. Root checks the counts and tells every
         rank the dtype and row shape, or the error, so a bad call raises everywhere."""
+        self._enter("scatter_rows")
+        try:
+            return self._scatter_rows(X, counts, root)
+        finally:
+            self._in = 0
+
+    def _scatter_rows(self, X: np.ndarray | None, counts: Sequence[int], root: int) -> np.ndarray:
         meta = None
         if self.rank == root:
             X = np.ascontiguousarray(X)
@@ -266,7 +408,12 @@ class MPIComm:
         rows = np.ascontiguousarray(rows)
         row_size = int(np.prod(rows.shape[1:], dtype=np.int64))
         out = np.empty((sum(int(c) for c in recv),) + rows.shape[1:], rows.dtype)
-        self._comm.Alltoallv([rows, _row_layout(send, row_size)], [out, _row_layout(recv, row_size)])
+        self._enter("alltoall_rows")
+        try:
+            self._comm.Alltoallv([rows, _row_layout(send, row_size)],
+                                 [out, _row_layout(recv, row_size)])
+        finally:
+            self._in = 0
         return out
 
     def send_obj(self, obj: Any, dest: int, tag: int = 0) -> None:
@@ -297,13 +444,235 @@ class MPIComm:
         local = np.ascontiguousarray(local)
         sizes, displs = _row_layout(counts, int(np.prod(local.shape[1:], dtype=np.int64)))
         shape = (sum(int(c) for c in counts),) + local.shape[1:]
-        if root is None:
-            out = np.empty(shape, local.dtype)
-            self._comm.Allgatherv(local, [out, (sizes, displs)])
+        self._enter("gather_rows")
+        try:
+            if root is None:
+                out = np.empty(shape, local.dtype)
+                self._comm.Allgatherv(local, [out, (sizes, displs)])
+                return out
+            out = np.empty(shape, local.dtype) if self.rank == root else None
+            self._comm.Gatherv(local, [out, (sizes, displs)] if self.rank == root else None,
+                               root=root)
             return out
-        out = np.empty(shape, local.dtype) if self.rank == root else None
-        self._comm.Gatherv(local, [out, (sizes, displs)] if self.rank == root else None, root=root)
-        return out
+        finally:
+            self._in = 0
+
+
+def _check_seconds(value: Any, name: str, off: str = "the watchdog") -> float:
+    """value as a watchdog limit in seconds (a finite number >= 0), or ValueError naming name."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0 (0 turns {off} off), "
+                         f"got {value!r}")
+    return seconds
+
+
+def watchdog_from_env(environ: dict[str, str] | None = None) -> tuple[float, float]:
+    """The watchdog's limits (warn, abort) in FASTDP_WATCHDOG_SECONDS (DEFAULT_WATCHDOG_SECONDS
+    when unset or empty) and FASTDP_WATCHDOG_ABORT_SECONDS (0 when unset or empty); ValueError
+    naming the variable when one is negative or not a number."""
+    environ = os.environ if environ is None else environ
+    limits = []
+    for name, default, off in ((WATCHDOG_VARIABLE, DEFAULT_WATCHDOG_SECONDS, "the watchdog"),
+                               (ABORT_VARIABLE, 0.0, "the abort")):
+        value = environ.get(name, "").strip()
+        limits.append(default if value == "" else _check_seconds(value, name, off))
+    return limits[0], limits[1]
+
+
+def _ranks_text(ranks: Sequence[int]) -> str:
+    """Sorted ranks as text, runs of three or more as first-last: "1, 3, 5-9"."""
+    ranks, parts, i = sorted(ranks), [], 0
+    while i < len(ranks):
+        j = i
+        while j + 1 < len(ranks) and ranks[j + 1] == ranks[j] + 1:
+            j += 1
+        parts.append(f"{ranks[i]}-{ranks[j]}" if j - i >= 2 else
+                     ", ".join(str(r) for r in ranks[i:j + 1]))
+        i = j + 1
+    return ", ".join(parts)
+
+
+class _Watchdog:
+    """The watchdog thread of one MPIComm (the module docstring has the protocol). All its MPI
+    calls are on the communicator's private duplicate, from this thread only."""
+
+    REPORT, QUERY, ANSWER = 1, 2, 3  # tags: waiting rank -> 0, 0 -> rank, rank -> 0
+
+    def __init__(self, comm: MPIComm, seconds: float, abort_seconds: float) -> None:
+        self.comm, self.side, self.MPI = comm, comm._side, comm._MPI
+        self.rank, self.size = comm.rank, comm.size
+        self.set_limits(seconds, abort_seconds)
+        self.sends: list[Any] = []  # isend requests not yet complete
+        self.reported = 0  # the last collective this rank reported waiting in
+        self.seen = (0, 0.0)  # (collective this rank is in, 0: none; when this thread saw it first)
+        self.reports: dict[int, dict[int, tuple[str, float]]] = {}  # rank 0: number -> {rank:
+        # (kind, monotonic time it began waiting, in rank 0's clock)}
+        self.queries: dict[int, tuple[float, list[int], dict[int, Any]]] = {}  # rank 0: number
+        # -> (deadline, ranks asked, {rank: (count, (number, kind) or None)})
+        self.closed: set[int] = set()  # rank 0: collectives already judged
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="fastdp-watchdog", daemon=True)
+        _RUNNING.add(self)
+        _register_atexit()
+        self.thread.start()
+
+    def set_limits(self, seconds: float, abort_seconds: float) -> None:
+        """Warn after seconds, abort after abort_seconds (0: never); one of them > 0."""
+        self.seconds, self.abort_seconds = seconds, abort_seconds
+        self.tick = min(min(t for t in (seconds, abort_seconds) if t > 0) / 4, WATCHDOG_TICK_S)
+        self.answer_wait = min(seconds, ANSWER_WAIT_S)
+
+    def stop(self) -> None:
+        """End the thread (before MPI_Finalize: atexit)."""
+        self.stopping.set()
+        if self.thread is not threading.current_thread():
+            self.thread.join()
+        _RUNNING.discard(self)
+
+    def _run(self) -> None:
+        try:
+            while not self.stopping.wait(min(self.tick, 0.02) if self.queries else self.tick):
+                self._step(time.monotonic())  # (rank 0 looks again soon for the answers it awaits)
+        except Exception as exc:  # never take the rank down: say it and stop watching
+            sys.stderr.write(f"[rank {self.rank}] fastdp: watchdog stopped: {exc!r}\n")
+            sys.stderr.flush()
+
+    def _send(self, obj: Any, dest: int, tag: int) -> None:
+        self.sends.append(self.side.isend(obj, dest=dest, tag=tag))
+
+    def _step(self, now: float) -> None:
+        self.sends = [request for request in self.sends if not request.Test()]
+        status = self.MPI.Status()
+        while self.side.Iprobe(source=self.MPI.ANY_SOURCE, tag=self.MPI.ANY_TAG, status=status):
+            source, tag = status.Get_source(), status.Get_tag()
+            message = self.side.recv(source=source, tag=tag)
+            if tag == self.QUERY:
+                self._send((message, self.comm._count, self._current()), source, self.ANSWER)
+            elif tag == self.REPORT:
+                number, kind, waited = message
+                self._report(number, source, kind, now - waited)
+            elif tag == self.ANSWER and message[0] in self.queries:
+                self.queries[message[0]][2][source] = message[1:]
+        current = self._current()
+        if current is None:
+            self.seen = (0, now)
+        elif current[0] != self.seen[0]:
+            self.seen = (current[0], now)
+        elif self.abort_seconds and now - self.seen[1] > self.abort_seconds:
+            self._abort(current, now - self.seen[1])
+        elif self.seconds and current[0] != self.reported and now - self.seen[1] > self.seconds:
+            self.reported = current[0]
+            if self.rank == 0:
+                self._report(current[0], 0, current[1], self.seen[1])
+            else:
+                self._send((current[0], current[1], now - self.seen[1]), 0, self.REPORT)
+        if self.rank == 0:
+            self._judge(now)
+
+    def _current(self) -> tuple[int, str] | None:
+        """(number, kind) of the collective this rank is in, or None."""
+        number, kind = self.comm._in, self.comm._kind
+        return (number, kind) if number else None
+
+    def _abort(self, current: tuple[int, str], waited: float) -> None:
+        """This rank has waited in one collective longer than the abort limit: end the job."""
+        sys.stderr.write(f"[rank {self.rank}] fastdp: watchdog: waited {waited:.1f} s in "
+                         f"{current[1]} #{current[0]}, longer than the abort limit "
+                         f"({ABORT_VARIABLE}) of {self.abort_seconds:g} s: aborting all ranks "
+                         f"(MPI_Abort)\n")
+        sys.stderr.flush()
+        time.sleep(ABORT_GRACE_S)  # let the launcher forward it (see _abort_on_uncaught)
+        self.MPI.COMM_WORLD.Abort(1)
+
+    def _report(self, number: int, rank: int, kind: str, since: float) -> None:
+        if number not in self.closed:
+            self.reports.setdefault(number, {})[rank] = (kind, since)
+
+    def _judge(self, now: float) -> None:
+        """Rank 0: ask about each reported collective, and once every rank asked has answered
+        (or ANSWER_WAIT_S passed), warn if some have not arrived."""
+        for number, waiting in list(self.reports.items()):
+            if number not in self.queries:
+                asked = [r for r in range(1, self.size) if r not in waiting]
+                for r in asked:
+                    self._send(number, r, self.QUERY)
+                self.queries[number] = (now + self.answer_wait, asked, {})
+            deadline, asked, answers = self.queries[number]
+            if len(answers) < len(asked) and now < deadline:
+                continue
+            del self.reports[number], self.queries[number]
+            self.closed.add(number)
+            self._warn(number, waiting, asked, answers, now)
+
+    def _warn(self, number: int, waiting: dict[int, tuple[str, float]], asked: list[int],
+              answers: dict[int, Any], now: float) -> None:
+        first = min(waiting, key=lambda r: (waiting[r][1], r))
+        kind, since = waiting[first]
+        missing, silent, elsewhere = [], [], []
+        if 0 not in waiting and self.comm._count < number:
+            missing.append(0)
+        for r in asked:
+            if r in waiting:  # it reported after it was asked
+                continue
+            if r not in answers:
+                missing.append(r)
+                silent.append(r)
+            elif answers[r][0] < number:
+                missing.append(r)
+            elif answers[r][1] and answers[r][1][0] == number and answers[r][1][1] != kind:
+                elsewhere.append(f"{r} ({answers[r][1][1]})")
+        if not missing and not elsewhere:
+            return  # everyone is there: the collective was slow, or is completing now
+        text = f"fastdp: watchdog: rank {first} has waited {now - since:.1f} s in {kind} #{number}"
+        if len(waiting) > 1:
+            text += f" (past the {self.seconds:g} s limit: ranks {_ranks_text(list(waiting))})"
+        text += f"; ranks not arrived: {_ranks_text(missing) or 'none'}"
+        if silent:
+            text += f" (not answering: {_ranks_text(silent)})"
+        if elsewhere:
+            text += f"; ranks in another collective #{number}: {', '.join(elsewhere)}"
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+_RUNNING: set[_Watchdog] = set()
+_ATEXIT_REGISTERED = False
+
+
+def _register_atexit() -> None:
+    """Stop the watchdog threads at exit: before mpi4py's MPI_Finalize (a C-level exit function,
+    run after Python's atexit handlers), so no thread is in an MPI call while MPI ends."""
+    global _ATEXIT_REGISTERED
+    if not _ATEXIT_REGISTERED:
+        atexit.register(_stop_watchdogs)
+        _ATEXIT_REGISTERED = True
+
+
+def _stop_watchdogs() -> None:
+    for watchdog in list(_RUNNING):
+        watchdog.stop()
+
+
+_WATCHDOG_SET: tuple[float, float] | None = None  # set_watchdog's (seconds, abort_seconds)
+
+
+def set_watchdog(seconds: float, abort_seconds: float | None = None) -> None:
+    """The watchdog's limits, in seconds, for the world communicator (now, if it exists) and the
+    MPIComms made later without their own, in place of FASTDP_WATCHDOG_SECONDS and (unless
+    abort_seconds is None) FASTDP_WATCHDOG_ABORT_SECONDS: warn after seconds, MPI_Abort after
+    abort_seconds; 0 turns either off. Call it with the same values on every rank. Without MPI it
+    only checks them."""
+    global _WATCHDOG_SET
+    seconds = _check_seconds(seconds, "watchdog seconds")
+    if abort_seconds is None:
+        abort_seconds = (_WATCHDOG_SET or watchdog_from_env())[1]
+    _WATCHDOG_SET = (seconds, _check_seconds(abort_seconds, "watchdog abort seconds", "the abort"))
+    if isinstance(_WORLD, MPIComm):
+        _WORLD.set_watchdog(*_WATCHDOG_SET)
 
 
 def launched_by_mpi(environ: dict[str, str] | None = None) -> bool:

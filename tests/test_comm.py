@@ -68,3 +68,46 @@ def test_serial_row_collectives_are_identities():
     assert comm.bcast_obj({"a": 1}) == {"a": 1} and comm.scatter_obj(["only"]) == "only"
     with pytest.raises(ValueError, match=r"counts must be \[3\] for one rank, got \[2\]"):
         comm.scatter_rows(X, [2])
+
+
+@pytest.mark.parametrize("environ,expected", [
+    ({}, (60.0, 0.0)),
+    ({"FASTDP_WATCHDOG_SECONDS": "", "FASTDP_WATCHDOG_ABORT_SECONDS": ""}, (60.0, 0.0)),
+    ({"FASTDP_WATCHDOG_SECONDS": " 2.5 "}, (2.5, 0.0)),
+    ({"FASTDP_WATCHDOG_SECONDS": "0"}, (0.0, 0.0)),
+    ({"FASTDP_WATCHDOG_ABORT_SECONDS": "1e3"}, (60.0, 1000.0)),
+    ({"FASTDP_WATCHDOG_SECONDS": "5", "FASTDP_WATCHDOG_ABORT_SECONDS": "600"}, (5.0, 600.0)),
+])
+def test_watchdog_limits_from_the_environment(environ, expected):
+    assert comm.watchdog_from_env(environ) == expected
+
+
+@pytest.mark.parametrize("name", ["FASTDP_WATCHDOG_SECONDS", "FASTDP_WATCHDOG_ABORT_SECONDS"])
+@pytest.mark.parametrize("value", ["-1", "-0.5", "soon", "60s", "nan", "inf"])
+def test_bad_watchdog_seconds_raise_naming_the_variable(name, value):
+    off = "abort" if "ABORT" in name else "watchdog"
+    with pytest.raises(ValueError, match=rf"^{name} must be a number of seconds >= 0 \(0 turns the "
+                                         rf"{off} off\), got '{value}'$"):
+        comm.watchdog_from_env({name: value})
+
+
+def test_set_watchdog_checks_its_values_and_is_harmless_without_mpi(monkeypatch):
+    monkeypatch.setattr(comm, "_WATCHDOG_SET", None)
+    monkeypatch.delenv("FASTDP_WATCHDOG_ABORT_SECONDS", raising=False)
+    for bad in (-1, "x", None, True, float("nan")):
+        with pytest.raises(ValueError, match="watchdog seconds must be a number of seconds >= 0"):
+            comm.set_watchdog(bad)
+        with pytest.raises(ValueError, match="watchdog abort seconds must be a number of seconds"):
+            comm.set_watchdog(1, bad if bad is not None else -2)
+    assert comm._WATCHDOG_SET is None
+    comm.set_watchdog(2)
+    assert comm._WATCHDOG_SET == (2.0, 0.0) and isinstance(comm.world(), comm.SerialComm)
+    comm.set_watchdog(3, 30)
+    comm.set_watchdog(4)  # keeps the abort limit
+    assert comm._WATCHDOG_SET == (4.0, 30.0)
+
+
+def test_ranks_text_shortens_runs():
+    assert comm._ranks_text([]) == ""
+    assert comm._ranks_text([3]) == "3"
+    assert comm._ranks_text([9, 1, 2, 5, 6, 7, 3, 11, 12]) == "1-3, 5-7, 9, 11, 12"

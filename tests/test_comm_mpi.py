@@ -1,4 +1,8 @@
-"""The MPI communicator under mpiexec: buffer collectives, metadata, threads per rank."""
+"""The MPI communicator under mpiexec: buffer collectives, metadata, threads per rank, the
+watchdog."""
+
+import os
+import re
 
 import pytest
 
@@ -99,3 +103,183 @@ if c.rank == 0:
 """, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.lines("IALLREDUCE") == [f"IALLREDUCE {r} True" for r in range(n)]
+
+
+WATCHDOG_LINE = re.compile(r"^fastdp: watchdog: rank (\d+) has waited (\d+\.\d) s in (\w+) #(\d+)"
+                           r"(?: \(past the [\d.]+ s limit: ranks [\d, -]+\))?"
+                           r"; ranks not arrived: ([\d, -]+)(?: \(not answering: ([\d, -]+)\))?$")
+
+
+def watchdog_warnings(stderr: str) -> list[tuple[int, float, str, int, str, str | None]]:
+    """(waiting rank, seconds, kind, collective number, ranks not arrived, not answering) of each
+    watchdog line on stderr; any other line that mentions the watchdog fails the test."""
+    found = []
+    for line in stderr.splitlines():
+        if "watchdog" in line:
+            match = WATCHDOG_LINE.match(line)
+            assert match, line
+            rank, seconds, kind, number, missing, silent = match.groups()
+            found.append((int(rank), float(seconds), kind, int(number), missing, silent))
+    return found
+
+
+def test_watchdog_names_the_rank_that_has_not_arrived(mpirun):
+    """FASTDP_WATCHDOG_SECONDS=1; one rank 3.5 s late to each of four collectives: rank 0 warns
+    once per collective, naming the late rank (rank 0 itself included), and the results are
+    right."""
+    result = mpirun(3, """
+import threading, time
+import numpy as np
+from fastdp import comm as fc
+c = fc.world()
+LATE = 3.5
+
+def late(rank):
+    if c.rank == rank:
+        time.sleep(LATE)
+
+assert c.watchdog_seconds == 1.0
+assert [t.name for t in threading.enumerate()].count("fastdp-watchdog") == 1
+buf = np.full(34, c.rank + 1.0)
+late(1)
+c.allreduce_sum_(buf)                                      # 1
+late(2)
+ranks = c.allgather_obj(c.rank)                            # 2
+late(0)
+word = c.bcast_obj("from 0" if c.rank == 0 else None)      # 3
+late(1)
+buf2 = np.arange(5.0)
+c.iallreduce_sum_(buf2).wait()                             # 4
+ok = (np.array_equal(buf, np.full(34, 6.0)) and ranks == [0, 1, 2] and word == "from 0"
+      and np.array_equal(buf2, 3 * np.arange(5.0)))
+lines = c.allgather_obj(f"WATCHED {c.rank} {ok}")          # 5
+if c.rank == 0:
+    print("\\n".join(lines), flush=True)
+""", timeout=90, env=dict(os.environ, FASTDP_WATCHDOG_SECONDS="1"))
+    assert result.returncode == 0, result.stderr
+    assert result.lines("WATCHED") == [f"WATCHED {r} True" for r in range(3)]
+    found = watchdog_warnings(result.stderr)
+    assert [(kind, number, missing, silent) for _, _, kind, number, missing, silent in found] == [
+        ("allreduce", 1, "1", None), ("allgather_obj", 2, "2", None), ("bcast_obj", 3, "0", None),
+        ("iallreduce", 4, "1", None)], result.stderr
+    for rank, seconds, kind, number, missing, _ in found:
+        assert rank != int(missing) and 1.0 <= seconds < 3.5, found
+
+
+def test_watchdog_says_a_stopped_rank_does_not_answer(mpirun):
+    """Rank 1 stopped (SIGSTOP, 3 s, then SIGCONT from a helper): its watchdog thread cannot
+    answer either; rank 0 names it as not answering, and the job then finishes right."""
+    result = mpirun(2, """
+import os, signal, subprocess
+import numpy as np
+from fastdp import comm as fc
+fc.set_watchdog(1)
+c = fc.world()
+buf = np.full(34, c.rank + 1.0)
+c.allreduce_sum_(buf)
+if c.rank == 1:
+    subprocess.Popen(["sh", "-c", f"sleep 3; kill -CONT {os.getpid()}"])
+    os.kill(os.getpid(), signal.SIGSTOP)
+c.allreduce_sum_(buf)
+lines = c.allgather_obj(f"STOPPED {c.rank} {buf[0]}")
+if c.rank == 0:
+    print("\\n".join(lines), flush=True)
+""", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.lines("STOPPED") == ["STOPPED 0 6.0", "STOPPED 1 6.0"]
+    found = watchdog_warnings(result.stderr)
+    assert [(rank, kind, number, missing, silent) for rank, _, kind, number, missing, silent
+            in found] == [(0, "allreduce", 2, "1", "1")], result.stderr
+
+
+def test_watchdog_is_quiet_when_everyone_arrives_in_time(mpirun):
+    """set_watchdog(2) before world(); ranks take turns being 0.2 s late to 30 collectives, then
+    run 2000 quick ones: no warning. MPIComm(..., watchdog_seconds=) and set_watchdog(0) too."""
+    result = mpirun(3, """
+import threading, time
+import numpy as np
+from mpi4py import MPI
+from fastdp import comm as fc
+
+def watchdogs():
+    return [t.name for t in threading.enumerate()].count("fastdp-watchdog")
+
+fc.set_watchdog(2)
+c = fc.world()
+assert c.watchdog_seconds == 2.0 and watchdogs() == 1
+buf = np.empty(34)
+ok = True
+for i in range(30):
+    if c.rank == i % c.size:
+        time.sleep(0.2)
+    buf[:] = c.rank
+    (c.allreduce_sum_, c.allgather_obj, c.bcast_obj)[i % 3](buf)
+for i in range(2000):
+    buf[:] = 1.0
+    c.allreduce_sum_(buf)
+    ok &= bool(buf[0] == 3.0)
+other = fc.MPIComm(MPI.COMM_WORLD, watchdog_seconds=1.5)
+assert other.watchdog_seconds == 1.5 and watchdogs() == 2
+other.set_watchdog(0)
+fc.set_watchdog(0)
+assert c.watchdog_seconds == 0 and watchdogs() == 0
+fc.set_watchdog(5)
+assert c.watchdog_seconds == 5 and watchdogs() == 1
+lines = c.allgather_obj(f"QUIET {c.rank} {ok} {c._count}")
+if c.rank == 0:
+    print("\\n".join(lines), flush=True)
+""", timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert result.lines("QUIET") == [f"QUIET {r} True 2030" for r in range(3)]
+    assert "watchdog" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon"])
+def test_watchdog_setting_from_the_environment(mpirun, value):
+    """0: no watchdog thread; negative or non-numeric: ValueError naming the variable on every
+    rank (before any collective), and a non-zero exit."""
+    result = mpirun(2, """
+import threading
+from fastdp import comm as fc
+c = fc.world()
+names = [t.name for t in threading.enumerate()]
+lines = c.allgather_obj(f"OFF {c.rank} {c.watchdog_seconds} {names.count('fastdp-watchdog')}")
+if c.rank == 0:
+    print("\\n".join(lines), flush=True)
+""", timeout=60, env=dict(os.environ, FASTDP_WATCHDOG_SECONDS=value))
+    if value == "0":
+        assert result.returncode == 0, result.stderr
+        assert result.lines("OFF") == ["OFF 0 0.0 0", "OFF 1 0.0 0"]
+    else:
+        assert result.returncode != 0
+        message = (f"ValueError: FASTDP_WATCHDOG_SECONDS must be a number of seconds >= 0 "
+                   f"(0 turns the watchdog off), got '{value}'")
+        assert result.stderr.count(message) == 2, result.stderr
+
+
+def test_no_watchdog_below_mpi_thread_multiple(mpirun):
+    """MPI initialized with MPI_THREAD_FUNNELED: no watchdog thread (rank 0 warns once), and the
+    collectives work as before."""
+    result = mpirun(2, """
+import threading, warnings
+import mpi4py
+mpi4py.rc.thread_level = "funneled"
+import numpy as np
+from fastdp import comm as fc
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    c = fc.world()
+buf = np.full(3, c.rank + 1.0)
+c.allreduce_sum_(buf)
+names = [t.name for t in threading.enumerate()]
+lines = c.allgather_obj(f"FUNNELED {c.rank} {buf.tolist()} {names.count('fastdp-watchdog')} "
+                        f"{[str(w.message) for w in caught]}")
+if c.rank == 0:
+    print("\\n".join(lines), flush=True)
+""", timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.lines("FUNNELED")
+    assert lines[1] == "FUNNELED 1 [3.0, 3.0, 3.0] 0 []"
+    assert lines[0].startswith("FUNNELED 0 [3.0, 3.0, 3.0] 0 ['fastdp: no watchdog: its thread "
+                               "needs MPI_THREAD_MULTIPLE, and MPI was initialized with thread "
+                               "level 1"), lines[0]
