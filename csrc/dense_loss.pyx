@@ -25,6 +25,9 @@ from libc.stdlib cimport free, malloc
 
 from pointwise cimport pointwise_rows, softmax_row
 
+cdef extern from "prefetch.h" nogil:
+    void FASTDP_PREFETCH(const void* p)
+
 cdef extern from "omp_compat.h" nogil:
     int FASTDP_HAVE_OPENMP
     void omp_set_num_threads(int n)
@@ -54,12 +57,6 @@ cdef extern from *:
     static inline void* fastdp_page_aligned(void* raw) {
         return raw == NULL ? NULL : (void*) (((uintptr_t) raw + FASTDP_PAGE - 1) & ~(uintptr_t) (FASTDP_PAGE - 1));
     }
-
-    #if defined(__GNUC__) || defined(__clang__)
-    #define FASTDP_PREFETCH(p) __builtin_prefetch((p), 0, 3)
-    #else
-    #define FASTDP_PREFETCH(p) ((void)0)
-    #endif
 
     /* fastdp_dot4(r, n, coef, z): z[0..3] <- the dot products of rows r, r + n, r + 2n, r + 3n
        (n values each, float or double) with coef (n doubles), in float64. With AVX-512 (the
@@ -118,7 +115,6 @@ cdef extern from *:
     """
     const size_t FASTDP_PAGE
     void* fastdp_page_aligned(void* raw) noexcept nogil
-    void FASTDP_PREFETCH(const void* p) noexcept nogil
     const int FASTDP_HAVE_DOT4
     void fastdp_dot4_d(const double* r, Py_ssize_t n, const double* coef, double* z) noexcept nogil
     void fastdp_dot4_f(const float* r, Py_ssize_t n, const double* coef, double* z) noexcept nogil
