@@ -70,7 +70,8 @@ abort_seconds=): one communicator). Set them the same on every rank. Watched: ev
 collective of MPIComm (allreduce_sum_, the wait() of iallreduce_sum_'s request, bcast_, barrier,
 the *_obj and *_rows collectives); not test(), not point-to-point messages. A design that polled a
 non-blocking collective from the main thread could not ask a missing rank anything (its main
-thread is elsewhere), hence the thread.
+thread is elsewhere), hence the thread. The threads are daemons and stop before MPI_Finalize,
+whether mpi4py calls it at exit or the program calls MPI.Finalize() itself.
 
 This module knows nothing of models or kernels.
 """
@@ -169,7 +170,8 @@ class MPIRequest:
         if comm is None:
             self._request.Wait()
             return
-        comm._in, comm._kind = self._number, "iallreduce"
+        comm._kind = "iallreduce"  # the kind before the number (_Watchdog._current)
+        comm._in = self._number
         try:
             self._request.Wait()
         finally:
@@ -307,14 +309,15 @@ class MPIComm:
         self._watchdog = _Watchdog(self, seconds, abort)
 
     def _enter(self, kind: str) -> None:
-        """This rank enters a watched collective (leave it with self._in = 0)."""
-        self._count = self._in = self._count + 1
+        """This rank enters a watched collective (leave it with self._in = 0). The kind is
+        stored before the number, which _Watchdog._current relies on."""
         self._kind = kind
+        self._count = self._in = self._count + 1
 
     def allreduce_sum_(self, buf: np.ndarray) -> np.ndarray:
         """Sum of the C-contiguous buf over all ranks, in place (MPI_IN_PLACE)."""
+        self._kind = "allreduce"  # (_enter, inline)
         self._count = self._in = self._count + 1
-        self._kind = "allreduce"
         try:
             self._comm.Allreduce(self._IN_PLACE, buf, op=self._SUM)
         finally:
@@ -517,7 +520,7 @@ class _Watchdog:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="fastdp-watchdog", daemon=True)
         _RUNNING.add(self)
-        _register_atexit()
+        _register_stops(self.MPI)
         self.thread.start()
 
     def set_limits(self, seconds: float, abort_seconds: float) -> None:
@@ -527,7 +530,7 @@ class _Watchdog:
         self.answer_wait = min(seconds, ANSWER_WAIT_S)
 
     def stop(self) -> None:
-        """End the thread (before MPI_Finalize: atexit)."""
+        """End the thread (before MPI_Finalize: _register_stops)."""
         self.stopping.set()
         if self.thread is not threading.current_thread():
             self.thread.join()
@@ -545,6 +548,9 @@ class _Watchdog:
         self.sends.append(self.side.isend(obj, dest=dest, tag=tag))
 
     def _step(self, now: float) -> None:
+        if self.MPI.Is_finalized():  # (never: _register_stops stops the thread before)
+            self.stopping.set()
+            return
         self.sends = [request for request in self.sends if not request.Test()]
         status = self.MPI.Status()
         while self.side.Iprobe(source=self.MPI.ANY_SOURCE, tag=self.MPI.ANY_TAG, status=status):
@@ -575,8 +581,17 @@ class _Watchdog:
 
     def _current(self) -> tuple[int, str] | None:
         """(number, kind) of the collective this rank is in, or None."""
-        number, kind = self.comm._in, self.comm._kind
-        return (number, kind) if number else None
+        # The caller's thread stores the kind, then the number, and each number is one
+        # collective's: the same nonzero number read before and after the kind means the kind
+        # is that collective's (not the one's before or after it).
+        comm = self.comm
+        while True:
+            number = comm._in
+            if not number:
+                return None
+            kind = comm._kind
+            if comm._in == number:
+                return number, kind
 
     def _abort(self, current: tuple[int, str], waited: float) -> None:
         """This rank has waited in one collective longer than the abort limit: end the job."""
@@ -640,21 +655,31 @@ class _Watchdog:
 
 
 _RUNNING: set[_Watchdog] = set()
-_ATEXIT_REGISTERED = False
+_STOPS_REGISTERED = False
 
 
-def _register_atexit() -> None:
-    """Stop the watchdog threads at exit: before mpi4py's MPI_Finalize (a C-level exit function,
-    run after Python's atexit handlers), so no thread is in an MPI call while MPI ends."""
-    global _ATEXIT_REGISTERED
-    if not _ATEXIT_REGISTERED:
+def _register_stops(MPI: Any) -> None:
+    """Stop the watchdog threads before MPI ends, so none makes an MPI call after MPI_Finalize
+    (MPICH ends the process with "Attempting to use an MPI routine ... after finalizing MPICH"):
+    at exit, before mpi4py's MPI_Finalize (a C-level exit function, run after Python's atexit
+    handlers), and at the start of an explicit MPI.Finalize() (MPI_Finalize deletes the
+    attributes of MPI_COMM_SELF first, the standard's at-finalize hook)."""
+    global _STOPS_REGISTERED
+    if not _STOPS_REGISTERED:
         atexit.register(_stop_watchdogs)
-        _ATEXIT_REGISTERED = True
+        keyval = MPI.COMM_SELF.Create_keyval(delete_fn=_stop_watchdogs_at_finalize)
+        MPI.COMM_SELF.Set_attr(keyval, "fastdp watchdogs")
+        _STOPS_REGISTERED = True
 
 
 def _stop_watchdogs() -> None:
     for watchdog in list(_RUNNING):
         watchdog.stop()
+
+
+def _stop_watchdogs_at_finalize(comm: Any, keyval: int, value: Any) -> None:
+    """MPI_COMM_SELF's attribute delete callback (a comm, keyval, value signature)."""
+    _stop_watchdogs()
 
 
 _WATCHDOG_SET: tuple[float, float] | None = None  # set_watchdog's (seconds, abort_seconds)

@@ -283,3 +283,30 @@ if c.rank == 0:
     assert lines[0].startswith("FUNNELED 0 [3.0, 3.0, 3.0] 0 ['fastdp: no watchdog: its thread "
                                "needs MPI_THREAD_MULTIPLE, and MPI was initialized with thread "
                                "level 1"), lines[0]
+
+
+def test_watchdog_threads_stop_before_an_explicit_mpi_finalize(mpirun):
+    """MPI.Finalize() called by the program (not at exit) with watchdogs running, one waking
+    every millisecond: MPI_Finalize stops them first (no MPI call after it, which MPICH answers
+    by ending the process), and the process goes on and exits 0. The threads are daemons."""
+    result = mpirun(2, """
+import os, threading
+import numpy as np
+from mpi4py import MPI
+from fastdp import comm as fc
+fc.set_watchdog(0.004)
+c = fc.world()
+other = fc.MPIComm(MPI.COMM_WORLD, watchdog_seconds=60)
+watchdogs = [t for t in threading.enumerate() if t.name == "fastdp-watchdog"]
+buf = np.ones(4)
+for _ in range(100):
+    c.allreduce_sum_(buf)
+MPI.Finalize()
+alive = [t for t in watchdogs if t.is_alive()]
+os.write(1, f"FINALIZED {c.rank} {len(watchdogs)} {[t.daemon for t in watchdogs]} {alive}\\n"
+         .encode())  # one write: whole lines (no collective left to gather them with)
+""", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.lines("FINALIZED") == [f"FINALIZED {r} 2 [True, True] []" for r in range(2)]
+    assert "MPI routine" not in result.stderr and "watchdog stopped" not in result.stderr, \
+        result.stderr
