@@ -18,21 +18,16 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
 import textwrap
 import time
 
 import pytest
 
-from fastdp.demo import find_mpiexec
-
 pytestmark = pytest.mark.mpi
 
 EXCEPTION_DEADLINE_S = 10.0
 SIGKILL_DEADLINE_S = 30.0
-LAUNCH_TIMEOUT_S = 90.0  # a hang fails the test after this (and the process group is killed)
+LAUNCH_TIMEOUT_S = 90.0  # a hang fails the test after this (and every process of the job is killed)
 
 PRELUDE = """
 import os, signal, sys, time
@@ -49,30 +44,14 @@ def mark(what):  # the failing rank's timestamp, just before it fails
 """
 
 
-def launch(n: int, code: str, tmp_path, mpiexec_args: tuple[str, ...] = (), **env: str):
-    """Run code on n ranks under mpiexec (in its own process group, killed on a hang, like the
-    mpirun fixture, but with extra mpiexec options and environment variables); returns
-    (returncode, stdout, stderr, the time.time() at which the job was over)."""
-    mpiexec = find_mpiexec()
-    if mpiexec is None:
-        pytest.fail("mpiexec not found: install the test extras (pip install -e '.[test]')")
-    script = tmp_path / f"failing_{n}.py"
-    script.write_text(textwrap.dedent(PRELUDE) + textwrap.dedent(code))
-    cmd = [mpiexec, *mpiexec_args, "-n", str(n), sys.executable, str(script)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env=dict(os.environ, **env))
-    try:
-        out, err = proc.communicate(timeout=LAUNCH_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        for pid in rank_pids(out):  # hydra starts each rank in a process group of its own
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        pytest.fail(f"timed out after {LAUNCH_TIMEOUT_S} s (a hang): {' '.join(cmd)}\n{out}\n{err}")
-    return proc.returncode, out, err, time.time()
+def launch(mpirun, n: int, code: str, mpiexec_args: tuple[str, ...] = (), **env: str):
+    """Run PRELUDE and code on n ranks with the mpirun fixture (a hang fails the test after
+    LAUNCH_TIMEOUT_S and kills every process of the job), with extra mpiexec options and
+    environment variables; returns (returncode, stdout, stderr, the time.time() at which the job
+    was over)."""
+    result = mpirun(n, textwrap.dedent(PRELUDE) + textwrap.dedent(code), timeout=LAUNCH_TIMEOUT_S,
+                    env=dict(os.environ, **env), mpiexec_args=mpiexec_args)
+    return result.returncode, result.stdout, result.stderr, result.ended
 
 
 KILLED_IN_ALLREDUCE = """
@@ -116,8 +95,8 @@ def assert_all_gone(stdout: str, n: int, by: float) -> None:
 
 
 @pytest.mark.parametrize("n", [2, 3])
-def test_exception_on_one_rank_while_the_others_wait_ends_every_rank_within_10_s(tmp_path, n):
-    code, out, err, ended = launch(n, """
+def test_exception_on_one_rank_while_the_others_wait_ends_every_rank_within_10_s(mpirun, n):
+    code, out, err, ended = launch(mpirun, n, """
 buf = np.ones(34)
 comm.allreduce_sum_(buf)
 if comm.rank == 1:
@@ -126,7 +105,7 @@ if comm.rank == 1:
     raise RuntimeError("boom on rank 1 while the others wait")
 comm.allreduce_sum_(buf)
 print("FINISHED", comm.rank, flush=True)
-""", tmp_path)
+""")
     seconds = ended - timestamp(out, "RAISE")
     print(f"{n} ranks: job over {seconds:.2f} s after the raise")
     assert code != 0
@@ -134,13 +113,13 @@ print("FINISHED", comm.rank, flush=True)
     assert "FINISHED" not in out
     assert "[rank 1] Traceback (most recent call last):" in err, err
     assert "[rank 1] RuntimeError: boom on rank 1 while the others wait" in err, err
-    assert re.search(r"\[rank 1\]   File \".*failing_\d\.py\", line \d+, in <module>", err), err
+    assert re.search(r"\[rank 1\]   File \".*script_\d\.py\", line \d+, in <module>", err), err
     assert "[rank 1] fastdp: uncaught exception, aborting all ranks (MPI_Abort)" in err
     assert_all_gone(out, n, timestamp(out, "RAISE") + EXCEPTION_DEADLINE_S)
 
 
-def test_exception_in_fit_on_one_rank_ends_every_rank_within_10_s(tmp_path):
-    code, out, err, ended = launch(2, """
+def test_exception_in_fit_on_one_rank_ends_every_rank_within_10_s(mpirun):
+    code, out, err, ended = launch(mpirun, 2, """
 from fastdp import partition, synthetic
 from fastdp.train import fit
 
@@ -154,7 +133,7 @@ def callback(step, theta, objective):
 fit(X, y, solver="sgd", batch_size=64, learning_rate=0.01, max_iter=1_000_000, tol=0,
     callback=callback)
 print("FINISHED", comm.rank, flush=True)
-""", tmp_path)
+""")
     seconds = ended - timestamp(out, "RAISE")
     print(f"fit: job over {seconds:.2f} s after the raise")
     assert code != 0
@@ -167,10 +146,10 @@ print("FINISHED", comm.rank, flush=True)
     assert_all_gone(out, 2, timestamp(out, "RAISE") + EXCEPTION_DEADLINE_S)
 
 
-def test_sigkill_of_one_rank_while_another_waits_in_allreduce_ends_the_job(tmp_path):
+def test_sigkill_of_one_rank_while_another_waits_in_allreduce_ends_the_job(mpirun):
     """Rank 1 dies after 50 steps while rank 0 is blocked in the next Allreduce: hydra (default
     options) ends the job at once."""
-    code, out, err, ended = launch(2, KILLED_IN_ALLREDUCE, tmp_path)
+    code, out, err, ended = launch(mpirun, 2, KILLED_IN_ALLREDUCE)
     seconds = ended - timestamp(out, "KILL")
     print(f"SIGKILL: job over {seconds:.2f} s after it")
     assert code != 0
@@ -180,12 +159,12 @@ def test_sigkill_of_one_rank_while_another_waits_in_allreduce_ends_the_job(tmp_p
 
 
 @pytest.mark.parametrize("warn", ["2", "0"])
-def test_sigkill_under_disable_auto_cleanup_ends_the_job_by_the_abort_limit(tmp_path, warn):
+def test_sigkill_under_disable_auto_cleanup_ends_the_job_by_the_abort_limit(mpirun, warn):
     """mpiexec -disable-auto-cleanup: hydra leaves rank 0 blocked in its Allreduce with the dead
     rank until MPICH's network layer notices (often at once, else 10 to 20 s, seen over 60 s).
     FASTDP_WATCHDOG_ABORT_SECONDS=5 bounds it: the job ends within about 6 s whichever comes,
     with warnings after 2 s or none."""
-    code, out, err, ended = launch(2, KILLED_IN_ALLREDUCE, tmp_path, ("-disable-auto-cleanup",),
+    code, out, err, ended = launch(mpirun, 2, KILLED_IN_ALLREDUCE, ("-disable-auto-cleanup",),
                                    FASTDP_WATCHDOG_SECONDS=warn, FASTDP_WATCHDOG_ABORT_SECONDS="5")
     seconds = ended - timestamp(out, "KILL")
     how = "by the abort limit" if "aborting all ranks" in err else "by MPICH"
@@ -202,10 +181,10 @@ def test_sigkill_under_disable_auto_cleanup_ends_the_job_by_the_abort_limit(tmp_
     assert_all_gone(out, 2, timestamp(out, "KILL") + SIGKILL_DEADLINE_S)
 
 
-def test_abort_limit_ends_a_job_whose_rank_hangs(tmp_path):
+def test_abort_limit_ends_a_job_whose_rank_hangs(mpirun):
     """Rank 1 hangs (sleeps for an hour) before an Allreduce: with FASTDP_WATCHDOG_SECONDS=1 rank
     0 names it, and with FASTDP_WATCHDOG_ABORT_SECONDS=3 the waiting ranks end the job."""
-    code, out, err, ended = launch(3, """
+    code, out, err, ended = launch(mpirun, 3, """
 buf = np.ones(34)
 comm.allreduce_sum_(buf)
 if comm.rank == 1:
@@ -213,7 +192,7 @@ if comm.rank == 1:
     time.sleep(3600)
 comm.allreduce_sum_(buf)
 print("FINISHED", comm.rank, flush=True)
-""", tmp_path, FASTDP_WATCHDOG_SECONDS="1", FASTDP_WATCHDOG_ABORT_SECONDS="3")
+""", FASTDP_WATCHDOG_SECONDS="1", FASTDP_WATCHDOG_ABORT_SECONDS="3")
     seconds = ended - timestamp(out, "HANG")
     print(f"hung rank, abort limit 3 s: job over {seconds:.2f} s after the hang began")
     assert code != 0
@@ -228,9 +207,9 @@ print("FINISHED", comm.rank, flush=True)
     assert_all_gone(out, 3, timestamp(out, "HANG") + 3 + 1 + 3)
 
 
-def test_sigkill_of_one_rank_while_another_computes_ends_the_job(tmp_path):
+def test_sigkill_of_one_rank_while_another_computes_ends_the_job(mpirun):
     """Rank 0 is outside MPI (computing) when rank 1 dies: hydra ends it all the same."""
-    code, out, err, ended = launch(3, """
+    code, out, err, ended = launch(mpirun, 3, """
 buf = np.zeros(34)
 comm.allreduce_sum_(buf)
 if comm.rank == 1:
@@ -240,7 +219,7 @@ if comm.rank == 0:
     time.sleep(60)  # no MPI call for a minute: only the launcher can end this rank in time
 comm.allreduce_sum_(buf)
 print("FINISHED", comm.rank, flush=True)
-""", tmp_path)
+""")
     seconds = ended - timestamp(out, "KILL")
     print(f"SIGKILL while rank 0 computes: job over {seconds:.2f} s after it")
     assert code != 0
