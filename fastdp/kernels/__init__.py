@@ -20,6 +20,8 @@ threads. Dense blocks have BLOCK_ROWS rows; CSR blocks are sized by `sparse_bloc
 This package imports nothing else of fastdp and knows nothing of MPI.
 """
 
+import operator
+
 import numba
 import numpy as np
 import scipy.sparse as sp
@@ -95,8 +97,9 @@ def _row_of(indptr: np.ndarray, p: int) -> int:
     return int(np.searchsorted(indptr, p, side="right")) - 1
 
 
-def _check_csr_content(indices: np.ndarray, indptr: np.ndarray, n_features: int) -> None:
-    """O(nnz) checks of a CSR matrix whose array lengths and end points are already checked."""
+def _check_csr_bounds(indices: np.ndarray, indptr: np.ndarray, n_features: int) -> None:
+    """O(nnz) checks that keep a CSR product in bounds: indptr non-decreasing, indices in 0..n-1
+    (array lengths and end points already checked)."""
     drops = np.flatnonzero(indptr[1:] < indptr[:-1])
     if drops.size:
         r = int(drops[0])
@@ -110,6 +113,13 @@ def _check_csr_content(indices: np.ndarray, indptr: np.ndarray, n_features: int)
             raise ValueError(f"X (CSR) has negative column index {indices[p]} at row {_row_of(indptr, p)}")
         raise ValueError(f"X (CSR) has column index {indices[p]} at row {_row_of(indptr, p)} "
                          f"but only {n_features} features")
+
+
+def _check_csr_content(indices: np.ndarray, indptr: np.ndarray, n_features: int) -> None:
+    """O(nnz) checks of a CSR matrix whose array lengths and end points are already checked."""
+    _check_csr_bounds(indices, indptr, n_features)
+    if indices.size == 0:
+        return
     descending = indices[1:] < indices[:-1]
     starts = indptr[1:-1]
     starts = starts[(starts > 0) & (starts < indices.size)]
@@ -124,10 +134,19 @@ def _prepare_csr(X, validate: bool):
     """(data, indices, indptr) of CSR X as contiguous arrays, checked."""
     if X.ndim != 2:
         raise ValueError(f"X (CSR) must be 2-D (rows, features), got shape {X.shape}")
-    data, indices, indptr = X.data, X.indices, X.indptr
-    if data.dtype not in (np.float32, np.float64):
-        raise ValueError(f"X (CSR) data must be float32 or float64, got {data.dtype}; "
+    if X.data.dtype not in (np.float32, np.float64):
+        raise ValueError(f"X (CSR) data must be float32 or float64, got {X.data.dtype}; "
                          "convert with X.astype(np.float64)")
+    data, indices, indptr = _csr_arrays(X)
+    if validate:
+        _check_csr_content(indices, indptr, X.shape[1])
+    return (np.ascontiguousarray(data), np.ascontiguousarray(indices), np.ascontiguousarray(indptr))
+
+
+def _csr_arrays(X):
+    """(data, indices, indptr) of 2-D CSR X, indices and indptr of one integer dtype, their
+    lengths and end points checked (O(1))."""
+    data, indices, indptr = X.data, X.indices, X.indptr
     if indices.dtype not in (np.int32, np.int64) or indptr.dtype not in (np.int32, np.int64):
         raise ValueError(f"X (CSR) indices and indptr must be int32 or int64, got "
                          f"{indices.dtype} and {indptr.dtype}")
@@ -142,9 +161,24 @@ def _prepare_csr(X, validate: bool):
     if indptr[0] != 0 or indptr[-1] != data.size:
         raise ValueError(f"X (CSR) indptr must start at 0 and end at nnz = {data.size}, "
                          f"got {indptr[0]} .. {indptr[-1]}")
-    if validate:
-        _check_csr_content(indices, indptr, X.shape[1])
-    return (np.ascontiguousarray(data), np.ascontiguousarray(indices), np.ascontiguousarray(indptr))
+    return data, indices, indptr
+
+
+def _check_writable(a, name: str) -> None:
+    """An output argument must be a writable NumPy array."""
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{name} must be a NumPy array, got {type(a).__name__}")
+    if not a.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+
+
+def _real(a, name: str) -> np.ndarray:
+    """a as an array, which must hold real numbers (bool, integer or float): a complex value
+    would lose its imaginary part silently and None would become NaN in a float64 cast."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    return a
 
 
 def _prepare(loss: str, X, y, coef, intercept, backend: str, validate: bool):
@@ -153,7 +187,7 @@ def _prepare(loss: str, X, y, coef, intercept, backend: str, validate: bool):
     X parts: (X,) for dense X, (data, indices, indptr) for CSR. validate=False skips the checks
     that read whole arrays (CSR structure, label values); the O(1) shape and dtype checks always run.
     """
-    if loss not in LOSS_CODES:
+    if not isinstance(loss, str) or loss not in LOSS_CODES:
         raise ValueError(f"loss must be one of {sorted(LOSS_CODES)}, got {loss!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
@@ -179,7 +213,8 @@ def _prepare(loss: str, X, y, coef, intercept, backend: str, validate: bool):
     y = np.asarray(y)
     if y.shape != (m,):
         raise ValueError(f"X has {m} rows but y has shape {y.shape}")
-    coef = np.ascontiguousarray(coef, dtype=np.float64)
+    coef = np.ascontiguousarray(_real(coef, "coef"), dtype=np.float64)
+    intercept = _real(intercept, "intercept")
     if loss in MULTICLASS_LOSSES:
         if coef.ndim != 2 or coef.shape[1] < 2:
             raise ValueError(f"coef must be 2-D (n_features, n_classes) with n_classes >= 2 for loss "
@@ -245,6 +280,7 @@ def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend
     """
     parts, y, coef, intercept, K = _prepare(loss, X, y, coef, intercept, backend, validate)
     size = coef.size + K + 1
+    _check_writable(out, "out")
     if out.shape != (size,) or out.dtype != np.float64:
         raise ValueError(f"out must be float64 of shape ({size},), got {out.dtype} {out.shape}")
     if backend == "numpy":
@@ -252,8 +288,11 @@ def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend
     csr = len(parts) == 3
     block_rows = _block_rows(X, size)
     shape = (n_blocks(X.shape[0], block_rows), size)
-    if scratch is not None and (scratch.shape != shape or scratch.dtype != np.float64):
-        raise ValueError(f"scratch must be float64 of shape {shape}, got {scratch.dtype} {scratch.shape}")
+    if scratch is not None:
+        _check_writable(scratch, "scratch")
+        if scratch.shape != shape or scratch.dtype != np.float64 or not scratch.flags.c_contiguous:
+            raise ValueError(f"scratch must be float64 of shape {shape}, C-contiguous, got "
+                             f"{scratch.dtype} {scratch.shape}")
     direct = shape[0] <= 1 and out.flags.c_contiguous  # one block (or none): sums go straight to out
     if direct:
         sums = out.reshape(1, size)
@@ -280,9 +319,10 @@ def loss_grad(loss: str, X, y, coef, intercept, *, backend: str = "numba"):
     """
     coef_shape = np.shape(coef)
     size = int(np.prod(coef_shape))
-    K = coef_shape[1] if loss in MULTICLASS_LOSSES and len(coef_shape) == 2 else 1
+    multiclass = isinstance(loss, str) and loss in MULTICLASS_LOSSES  # a bad loss is named below
+    K = coef_shape[1] if multiclass and len(coef_shape) == 2 else 1
     out = loss_grad_sums(loss, X, y, coef, intercept, np.empty(size + K + 1), backend=backend)
-    grad_intercept = out[size:-1].copy() if loss in MULTICLASS_LOSSES else float(out[size])
+    grad_intercept = out[size:-1].copy() if multiclass else float(out[size])
     return float(out[-1]), out[:size].reshape(coef_shape), grad_intercept
 
 
@@ -293,14 +333,20 @@ def decision_function(X, coef: np.ndarray, intercept) -> np.ndarray:
     rows (numba_margins.py for dense X; SciPy's row-by-row CSR product), so they are bitwise the
     same however the rows are split across ranks.
     """
-    coef = np.asarray(coef, dtype=np.float64)
+    coef = np.asarray(_real(coef, "coef"), dtype=np.float64)
     if not (_is_csr(X) or isinstance(X, np.ndarray)) or X.ndim != 2:
         raise ValueError(f"X must be a 2-D NumPy array or scipy.sparse CSR matrix, got {type(X).__name__}")
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
     if coef.ndim not in (1, 2) or coef.shape[0] != X.shape[1]:
         raise ValueError(f"X has {X.shape[1]} features but coef has shape {coef.shape}")
     K = 1 if coef.ndim == 1 else coef.shape[1]
-    intercept = np.broadcast_to(np.asarray(intercept, dtype=np.float64), (K,))
+    intercept = np.asarray(_real(intercept, "intercept"), dtype=np.float64)
+    if intercept.shape not in ((), (1,), (K,)):
+        raise ValueError(f"intercept must be a number or have shape ({K},), got shape {intercept.shape}")
+    intercept = np.broadcast_to(intercept, (K,))
     if _is_csr(X):
+        _check_csr_bounds(*_csr_arrays(X)[1:], X.shape[1])  # SciPy's product does not check them
         return np.asarray(X @ coef, dtype=np.float64) + (intercept if coef.ndim == 2 else intercept[0])
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
@@ -337,14 +383,24 @@ def block_sums(loss: str, X, y, coef, intercept, out: np.ndarray, block_rows: in
     CSR rows are passed to the kernel as a view (indptr[start:stop + 1], not copied).
     Returns out.
     """
-    stop = X.shape[0] if stop is None else stop
-    if not (0 <= start <= stop <= X.shape[0]):
-        raise ValueError(f"rows {start}..{stop} are not within X's {X.shape[0]} rows")
-    if int(block_rows) != block_rows or block_rows < 1:
-        raise ValueError(f"block_rows must be an integer >= 1, got {block_rows!r}")
     parts, y, coef, intercept, K = _prepare(loss, X, y, coef, intercept, backend, validate)
+    stop = X.shape[0] if stop is None else stop
+    try:
+        start, stop = operator.index(start), operator.index(stop)
+    except TypeError:
+        raise TypeError(f"start and stop must be integers, got {start!r} and {stop!r}") from None
+    if not (0 <= start <= stop <= X.shape[0]):
+        raise ValueError(f"rows start..stop = {start}..{stop} are not within X's {X.shape[0]} rows")
+    try:
+        whole = int(block_rows) == block_rows
+    except (TypeError, ValueError, OverflowError):  # None, NaN, inf
+        whole = False
+    if not whole or block_rows < 1:
+        raise ValueError(f"block_rows must be an integer >= 1, got {block_rows!r}")
+    block_rows = int(min(block_rows, max(1, stop - start)))  # longer blocks are the same one block
     size = coef.size + K + 1
     shape = (n_blocks(stop - start, block_rows), size)
+    _check_writable(out, "out")
     if out.shape != shape or out.dtype != np.float64 or not out.flags.c_contiguous:
         raise ValueError(f"out must be C-contiguous float64 of shape {shape}, got {out.dtype} {out.shape}")
     if shape[0] == 0:

@@ -37,11 +37,13 @@ def logistic(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def hinge(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """max(0, 1 - y z) of each row, and its derivative: -y where y z < 1, else 0.
 
-    z: (m,) float64; y: (m,) float64 in {-1, +1}.
+    z: (m,) float64; y: (m,) float64 in {-1, +1}. A NaN margin (e.g. inf - inf from overflowing
+    products) gives a NaN loss and the derivative -y, as in the compiled kernels, so the
+    non-finite guard sees it (a loss of 0 there would be silently wrong).
     """
     slack = 1.0 - y * z
-    active = slack > 0
-    return np.where(active, slack, 0.0), np.where(active, -y, 0.0)
+    inactive = slack <= 0  # False for a NaN slack
+    return np.where(inactive, 0.0, slack), np.where(inactive, 0.0, -y)
 
 
 def squared_hinge(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,8 @@ def sums(loss: str, X, y: np.ndarray, coef: np.ndarray, intercept, out: np.ndarr
                grad_intercept (K), loss_sum], K = 1 for the scalar losses
     Returns out.
     """
-    X64 = X.astype(np.float64, copy=False)
+    # np.asarray: an np.matrix X would turn the margins into a (1, m) matrix
+    X64 = np.asarray(X, dtype=np.float64) if isinstance(X, np.ndarray) else X.astype(np.float64, copy=False)
     z = np.asarray(X64 @ coef) + intercept
     target = y if coef.ndim == 2 else np.asarray(y, dtype=np.float64)
     loss_rows, dloss = NUMPY_LOSSES[loss](z, target)
