@@ -201,11 +201,11 @@ def test_result_does_not_depend_on_thread_count(backend, loss, fmt, monkeypatch)
 
 def test_sparse_block_rows_rule():
     assert kernels.sparse_block_rows(100, 10) == kernels.BLOCK_ROWS
-    width = 2**20 + 2  # 8 MiB per block: at most 7 blocks in 64 MiB
-    assert kernels.sparse_block_rows(200_000, width) == math.ceil(200_000 / 7)
+    width = 2**20 + 2  # 8 MiB per block: 64 MiB holds 7.99 of them, rounded to 8
+    assert kernels.sparse_block_rows(200_000, width) == math.ceil(200_000 / 8)
     assert kernels.sparse_block_rows(10_000, 2**24) == 10_000  # one block, whatever its size
     X = sp.csr_array((200_000, 2**20))
-    assert kernels.scratch_shape("squared", X, np.zeros(2**20)) == (7, width)
+    assert kernels.scratch_shape("squared", X, np.zeros(2**20)) == (8, width)
     assert kernels.scratch_shape("squared", np.zeros((9000, 3)), np.zeros(3)) == (3, 5)
 
 

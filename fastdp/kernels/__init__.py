@@ -31,7 +31,7 @@ from .losses import BINARY_LOSSES, LOSS_CODES, MULTICLASS_LOSSES
 
 BACKENDS: tuple[str, ...] = ("numba", "cython", "numpy")
 BLOCK_ROWS = 4096
-SPARSE_SCRATCH_BYTES = 64 * 2**20  # bound on a CSR shard's per-block accumulators (see sparse_block_rows)
+SPARSE_SCRATCH_BYTES = 64 * 2**20  # about the size of a CSR shard's per-block accumulators (see sparse_block_rows)
 OPENMP: bool = _cython_dense.HAVE_OPENMP and _cython_sparse.HAVE_OPENMP  # False: Cython runs on one thread
 
 # (backend, X is CSR, loss is multiclass) -> per-block kernel
@@ -56,15 +56,17 @@ def sparse_block_rows(n_rows: int, width: int) -> int:
     """Rows per block of a CSR shard whose per-block accumulator holds `width` float64 values.
 
     A CSR block accumulates into a dense row of width = coef.size + K + 1 values (2**20 features:
-    8 MiB per block), so the number of blocks is capped at max(1, SPARSE_SCRATCH_BYTES // (8 *
-    width)) and blocks grow beyond BLOCK_ROWS rows when the shard is long enough to need more:
+    8 MiB per block), so the number of blocks is capped at about SPARSE_SCRATCH_BYTES of them,
+    max_blocks = max(1, round(SPARSE_SCRATCH_BYTES / (8 * width))) (rounded, not floored: 2**20
+    features give 8 blocks rather than 7, which 2, 4 or 8 threads share evenly), and blocks grow
+    beyond BLOCK_ROWS rows when the shard is long enough to need more:
 
         block_rows = max(BLOCK_ROWS, ceil(n_rows / max_blocks))
 
     The rule depends only on the shard's shape, never on the thread count, so results stay
     bitwise independent of the threads (fewer blocks than threads leaves threads idle).
     """
-    max_blocks = max(1, SPARSE_SCRATCH_BYTES // (8 * width))
+    max_blocks = max(1, round(SPARSE_SCRATCH_BYTES / (8 * width)))
     return max(BLOCK_ROWS, -(-n_rows // max_blocks))
 
 
