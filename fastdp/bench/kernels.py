@@ -5,7 +5,9 @@ the NumPy/SciPy two-pass reference, measured in one run.
 
 For each case (fastdp.bench.cases.CASES) every contender's result is checked against the
 reference once, then the contenders are timed in interleaved rounds (numba, cython, numpy, numba,
-...: drifts of a shared machine hit all alike) and each keeps its best time. The read bandwidth
+...: drifts of a shared machine hit all alike), each call after 0.15 s idle so that no thread pool
+of the previous contender still spins (fastdp.bench.timing.interleaved_best), and each keeps its
+best time. The read bandwidth
 is measured first by a parallel sum over 1 GiB (fastdp.bench.bandwidth). Prints a table (ms,
 GB/s of X, % of the bandwidth, x the reference, rows/s) and the issue's targets with the ratios
 this run measured; writes kernels.json and kernels.png (GB/s against the bandwidth roofline).
@@ -15,7 +17,6 @@ this run measured; writes kernels.json and kernels.png (GB/s against the bandwid
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from . import report
 from .bandwidth import read_bandwidth
 from .cases import CASES, CONTENDERS, Case, assert_matches, bytes_of_x, make_kernel, make_shard, \
     reference
+from .timing import interleaved_best
 
 # (description, case, contender, over case, over contender, minimum ratio of rows/s); "bandwidth"
 # as the contender over means the fraction of the measured read bandwidth.
@@ -49,12 +51,7 @@ def time_case(case: Case, rounds: int) -> dict[str, Any]:
     runs = {name: make_kernel(case, name, shard) for name in CONTENDERS}
     for run in runs.values():
         assert_matches(case, run(), ref)
-    best = dict.fromkeys(runs, np.inf)
-    for _ in range(rounds):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            best[name] = min(best[name], time.perf_counter() - start)
+    best = interleaved_best(runs, rounds)
     n_bytes = bytes_of_x(shard.X)
     return {name: {"seconds": s, "gb_per_s": n_bytes / s / 1e9, "rows_per_s": case.rows / s}
             for name, s in best.items()}

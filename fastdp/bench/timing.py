@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+
+SETTLE_S = 0.15  # idle time before each timed call of interleaved_best (see there)
 
 
 def best_time(run: Callable[[], Any], repeat: int, warmup: int = 1) -> float:
@@ -18,4 +20,27 @@ def best_time(run: Callable[[], Any], repeat: int, warmup: int = 1) -> float:
         start = time.perf_counter()
         run()
         best = min(best, time.perf_counter() - start)
+    return best
+
+
+def interleaved_best(runs: Mapping[str, Callable[[], Any]], rounds: int,
+                     settle_s: float = SETTLE_S) -> dict[str, float]:
+    """Minimum wall seconds of each contender over `rounds` rounds; a round times one call of each
+    in turn, each after settle_s seconds idle.
+
+    Interleaving spreads the machine's slow and fast moments over every contender. The idle time
+    is for the thread pools: after a call, OpenBLAS's threads spin for 30-100 ms (measured here),
+    and a kernel timed in that window ran 1.5x slower, its threads sharing the cores with the
+    spinning ones. settle_s lets every pool go to sleep first, so each contender is timed on an
+    idle machine, as it would run in a training loop of its own.
+    """
+    if rounds < 1 or settle_s < 0:
+        raise ValueError(f"rounds must be >= 1 and settle_s >= 0, got {rounds} and {settle_s}")
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):
+        for name, run in runs.items():
+            time.sleep(settle_s)
+            start = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
