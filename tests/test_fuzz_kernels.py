@@ -412,7 +412,9 @@ def softmax_huge_margin() -> Case:
     "is only known to about 2**-53 * max|margin| per row instead of to its own size: one row with three "
     "margins 2**21 gives 1.098612288478762 for log 3 = 1.0986122886681098; rows [0] and [2**60] with "
     "coef [[1, 1]] (loss log 2 each) give 0.0 (Numba, Cython dense) or log 2 (Cython CSR) for 2 log 2. "
-    "Gradients are right."))
+    "Gradients are right. Numba's kernel is exact with any one of its fastmath flags, and with any "
+    "pair but reassoc + nsz, which alone reproduce it; a strict (flag-free) zmax - z[label] "
+    "fixed single rows but not the block's sum."))
 @fuzz(100)
 @given(case=cases(losses=["softmax"], backends=COMPILED, extreme=True, shuffled=False),
        block_rows=st.integers(1, 5))
