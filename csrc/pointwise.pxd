@@ -27,7 +27,24 @@ cdef extern from *:
     #define FASTDP_LN2_HI 0.6931471803691238   /* ln 2 = LN2_HI + LN2_LO, LN2_HI with 32 trailing zero bits */
     #define FASTDP_LN2_LO 1.9082149292705877e-10
     #define FASTDP_EXP_CLAMP 750.0  /* exp_neg(a) = exp_neg(min(a, EXP_CLAMP)): exp(-750) underflows to 0 */
+    /* x, with -fassociative-math forbidden to regroup its computation with the expressions around
+       it: GCC's __builtin_assoc_barrier (GCC 12), clang's __arithmetic_fence, else an empty asm
+       statement that makes x's value opaque. */
+    static inline double fastdp_fence(double x) {
+    #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+        return __builtin_assoc_barrier(x);
+    #elif defined(__clang__) && __has_builtin(__arithmetic_fence)
+        return __arithmetic_fence(x);
+    #elif defined(__GNUC__) || defined(__clang__)
+        __asm__("" : "+m"(x));
+        return x;
+    #else
+        volatile double v = x;
+        return v;
+    #endif
+    }
     """
+    double fastdp_fence(double x) noexcept nogil
     double fastdp_bits_as_double(int64_t bits) noexcept nogil
     const double LOG2E "FASTDP_LOG2E"
     const double LN2_HI "FASTDP_LN2_HI"
@@ -160,14 +177,20 @@ cdef inline void pointwise_rows(int loss, const double* z, const double* y, Py_s
 cdef inline double softmax_row(Py_ssize_t K, double* z, Py_ssize_t label) noexcept nogil:
     """Cross-entropy of one row: z (K,) margins, IN/OUT <- dloss/dz = softmax(z) - onehot(label).
 
-    Returns logsumexp(z) - z[label], with the maximum margin subtracted before exp (stable).
+    Returns logsumexp(z) - z[label], with the maximum margin subtracted before exp (stable). The
+    margins and zmax - z[label] go through fastdp_fence: under -fassociative-math the compiler
+    regrouped that difference with the sums that formed the margins and with the running loss
+    sum, and a row whose margins were near 2**60 lost its loss (tests/test_fuzz_kernels.py).
     """
     cdef Py_ssize_t k
-    cdef double zmax = z[0], loss, s = 0.0, inv
+    cdef double zmax, loss, s = 0.0, inv
+    for k in range(K):
+        z[k] = fastdp_fence(z[k])
+    zmax = z[0]
     for k in range(1, K):
         if z[k] > zmax:
             zmax = z[k]
-    loss = zmax - z[label]
+    loss = fastdp_fence(zmax - z[label])
     for k in range(K):
         z[k] = exp(z[k] - zmax)
         s += z[k]

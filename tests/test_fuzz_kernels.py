@@ -398,27 +398,21 @@ def test_extreme_values_give_the_reference_or_non_finite(case, block_rows):
     check_extreme(case, block_rows)
 
 
-def softmax_huge_margin() -> Case:
-    """Two rows with equal margins in both classes (loss log 2 each); the second row's are 2**60."""
-    X = np.array([[0.0], [2.0**60]])
-    return Case("softmax", "numba", X, np.array([0, 0]), np.array([[1.0, 1.0]]), np.zeros(2), X)
+def softmax_huge_margin(backend: str, csr: bool) -> Case:
+    """Two rows with equal margins in both classes (loss log 2 each); the second row's are 2**60.
+    The compilers once regrouped zmax - z[label] with the margins' sums and gave 0 or log 2."""
+    D = np.array([[0.0], [2.0**60]])
+    X = sp.csr_array(D) if csr else D
+    return Case("softmax", backend, X, np.array([0, 0]), np.array([[1.0, 1.0]]), np.zeros(2), D)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "compiled softmax kernels (softmax_row in numba_dense.py, used by numba_sparse.py too, and in "
-    "csrc/pointwise.pxd): under reassociation (Numba fastmath 'reassoc', setup.py's -fassociative-math) "
-    "a row's loss (zmax - z[label]) + log(s) is added to the block's running sum as "
-    "((acc + zmax) + log(s)) - z[label] or alike, so the loss sum "
-    "is only known to about 2**-53 * max|margin| per row instead of to its own size: one row with three "
-    "margins 2**21 gives 1.098612288478762 for log 3 = 1.0986122886681098; rows [0] and [2**60] with "
-    "coef [[1, 1]] (loss log 2 each) give 0.0 (Numba, Cython dense) or log 2 (Cython CSR) for 2 log 2. "
-    "Gradients are right. Numba's kernel is exact with any one of its fastmath flags, and with any "
-    "pair but reassoc + nsz, which alone reproduce it; a strict (flag-free) zmax - z[label] "
-    "fixed single rows but not the block's sum."))
 @fuzz(100)
 @given(case=cases(losses=["softmax"], backends=COMPILED, extreme=True, shuffled=False),
        block_rows=st.integers(1, 5))
-@example(case=softmax_huge_margin(), block_rows=5)
+@example(case=softmax_huge_margin("numba", csr=False), block_rows=5)
+@example(case=softmax_huge_margin("numba", csr=True), block_rows=5)
+@example(case=softmax_huge_margin("cython", csr=False), block_rows=5)
+@example(case=softmax_huge_margin("cython", csr=True), block_rows=5)
 def test_extreme_softmax_gives_the_reference_or_non_finite(case, block_rows):
     """test_extreme_values_give_the_reference_or_non_finite for the softmax loss."""
     check_extreme(case, block_rows)

@@ -56,6 +56,21 @@ def _int_bits_as_float(typingctx, bits):
 
 
 @intrinsic
+def _fence(typingctx, x):
+    """x, through llvm.arithmetic.fence: fast-math reassociation cannot regroup the computation of
+    x with the expressions around it (the float64 twin of GCC's __builtin_assoc_barrier)."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.DoubleType(), [ir.DoubleType()])
+        fn = builder.module.declare_intrinsic("llvm.arithmetic.fence", [ir.DoubleType()], fnty)
+        return builder.call(fn, [args[0]])
+
+    return types.float64(types.float64), codegen
+
+
+@intrinsic
 def _prefetch(typingctx, arr, index):
     """Hint the CPU to bring arr's flat element `index` into cache (llvm.prefetch, read, high
     locality). Never faults and changes nothing, also at an index past the array's end."""
@@ -199,12 +214,17 @@ def pointwise_rows(loss, z, y, count, d):
 def softmax_row(z, label: int) -> float:
     """Cross-entropy of one row: z (K,) float64 margins, IN/OUT <- dloss/dz = softmax(z) - onehot(label).
 
-    Returns logsumexp(z) - z[label], with the maximum margin subtracted before exp (stable).
+    Returns logsumexp(z) - z[label], with the maximum margin subtracted before exp (stable). The
+    margins and zmax - z[label] go through _fence: under fastmath the compiler regrouped that
+    difference with the sums that formed the margins and with the running loss sum, and a row whose
+    margins were near 2**60 lost its loss (tests/test_fuzz_kernels.py).
     """
+    for k in range(z.shape[0]):
+        z[k] = _fence(z[k])
     zmax = z[0]
     for k in range(1, z.shape[0]):
         zmax = max(zmax, z[k])
-    loss = zmax - z[label]
+    loss = _fence(zmax - z[label])
     s = 0.0
     for k in range(z.shape[0]):
         e = math.exp(z[k] - zmax)
