@@ -138,3 +138,48 @@ for overlap in (False, True):
     assert sorted(runs(result, "SECONDS")) == [[False, True]] * 2 + [[True, True]] * 2
     for overlap in (False, True):
         assert checkpoint.read(tmp_path / f"seconds-{overlap}.ckpt").state.step == 71  # the last
+
+
+def test_kill_9_in_the_middle_of_a_checkpoint_write_leaves_the_previous_one_whole(mpirun, tmp_path):
+    """Rank 0 is SIGKILLed after writing part of its third checkpoint (to the temporary file):
+    the job ends, the checkpoint of the second write is whole and where it was, and resuming it
+    (on a fresh 2-rank job) ends bitwise where the uninterrupted run ends."""
+    kwargs = SOLVERS["gd"]
+    killed = mpirun(2, prelude(tmp_path) + """
+import os, signal
+import numpy as np
+X, y = shard("dense", rows)
+real_savez, writes = np.savez, []
+
+def savez_then_die(f, **arrays):  # the third write: a part of the archive, then kill -9
+    writes.append(1)
+    if len(writes) < 3:
+        return real_savez(f, **arrays)
+    f.write(b"PK\\x03\\x04 the first bytes of an archive")
+    f.flush()
+    os.fsync(f.fileno())
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if comm.rank == 0:
+    np.savez = savez_then_die
+fit(X, y, tol=0, checkpoint=f"{DIRECTORY}/run.ckpt", checkpoint_every=EVERY, **SOLVERS["gd"])
+say("NOT-KILLED", comm.rank)
+""", timeout=120)
+    assert killed.returncode != 0 and not killed.lines("NOT-KILLED"), killed.stdout + killed.stderr
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "run.ckpt" in names and "run.ckpt.1" in names, names
+    partial = [n for n in names if n.endswith(".tmp")]
+    assert len(partial) == 1 and (tmp_path / partial[0]).stat().st_size > 0  # the write it died in
+    saved = checkpoint.read(tmp_path / "run.ckpt")
+    assert saved.state.step == 2 * EVERY and checkpoint.read(tmp_path / "run.ckpt.1").state.step == EVERY
+
+    resumed = mpirun(2, prelude(tmp_path) + """
+X, y = shard("dense", rows)
+whole = fit(X, y, tol=0, **SOLVERS["gd"])
+resumed = fit(X, y, tol=0, resume=f"{DIRECTORY}/run.ckpt", **SOLVERS["gd"])
+say("RESUMED", comm.rank, [np.append(r.coef, r.intercept).tolist() for r in (whole, resumed)])
+""", timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    got = runs(resumed, "RESUMED")
+    assert len(got) == 2 and all(whole == again == got[0][0] for whole, again in got)
+    assert kwargs["max_iter"] > 2 * EVERY
