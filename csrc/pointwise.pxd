@@ -142,35 +142,32 @@ cdef inline double pointwise(int loss, double z, double y, double* dloss) noexce
     return h * h
 
 
+cdef inline void _rows_of(int loss, const double* z, const double* y, Py_ssize_t count, double* d,
+                          double* sums) noexcept nogil:
+    """pointwise_rows for one loss; inlined with loss a constant, the loop is branch-free."""
+    cdef Py_ssize_t k
+    cdef double total = 0.0, dsum = 0.0, dk
+    for k in range(count):
+        total += pointwise(loss, z[k], y[k], &dk)
+        d[k] = dk
+        dsum += dk
+    sums[0] = dsum
+    sums[1] = total
+
+
 cdef inline void pointwise_rows(int loss, const double* z, const double* y, Py_ssize_t count,
                                 double* d, double* sums) noexcept nogil:
     """count rows: margins z, targets y; d (count,), OUT: d[k] <- dloss/dz of row k; sums (2,),
-    OUT <- [sum of d, sum of the losses]. The loss is picked once, outside the loops, so each loop
-    is branch-free and vectorizes."""
-    cdef Py_ssize_t k
-    cdef double total = 0.0, dsum = 0.0, dk
+    OUT <- [sum of d, sum of the losses]. The loss is picked once, outside the loop: each branch
+    inlines _rows_of with a constant loss, so its loop is branch-free and vectorizes."""
     if loss == SQUARED:
-        for k in range(count):
-            total += pointwise(SQUARED, z[k], y[k], &dk)
-            d[k] = dk
-            dsum += dk
+        _rows_of(SQUARED, z, y, count, d, sums)
     elif loss == LOGISTIC:
-        for k in range(count):
-            total += pointwise(LOGISTIC, z[k], y[k], &dk)
-            d[k] = dk
-            dsum += dk
+        _rows_of(LOGISTIC, z, y, count, d, sums)
     elif loss == HINGE:
-        for k in range(count):
-            total += pointwise(HINGE, z[k], y[k], &dk)
-            d[k] = dk
-            dsum += dk
+        _rows_of(HINGE, z, y, count, d, sums)
     else:
-        for k in range(count):
-            total += pointwise(SQUARED_HINGE, z[k], y[k], &dk)
-            d[k] = dk
-            dsum += dk
-    sums[0] = dsum
-    sums[1] = total
+        _rows_of(SQUARED_HINGE, z, y, count, d, sums)
 
 
 @cython.cdivision(True)

@@ -175,39 +175,33 @@ def pointwise(loss: int, z: float, y: float) -> tuple[float, float]:
 
 
 @njit(inline="always", cache=True)
+def _rows_of(loss, z, y, count, d):
+    """pointwise_rows for one loss; inlined with loss a constant, the loop is branch-free."""
+    total = 0.0
+    dsum = 0.0
+    for k in range(count):
+        lk, dk = pointwise(loss, z[k], np.float64(y[k]))
+        d[k] = dk
+        total += lk
+        dsum += dk
+    return total, dsum
+
+
+@njit(inline="always", cache=True)
 def pointwise_rows(loss, z, y, count, d):
     """count rows: z (>= count,) float64 margins, y (>= count,) targets; d (>= count,), OUT:
     d[k] <- dloss/dz of row k (in d's dtype). Returns (loss sum, dloss/dz sum).
 
-    The loss is picked once, outside the loop, so each loop is branch-free and vectorizes.
+    The loss is picked once, outside the loop: each branch inlines _rows_of with a constant loss,
+    so its loop is branch-free and vectorizes.
     """
-    total = 0.0
-    dsum = 0.0
     if loss == SQUARED:
-        for k in range(count):
-            lk, dk = pointwise(SQUARED, z[k], np.float64(y[k]))
-            d[k] = dk
-            total += lk
-            dsum += dk
-    elif loss == LOGISTIC:
-        for k in range(count):
-            lk, dk = pointwise(LOGISTIC, z[k], np.float64(y[k]))
-            d[k] = dk
-            total += lk
-            dsum += dk
-    elif loss == HINGE:
-        for k in range(count):
-            lk, dk = pointwise(HINGE, z[k], np.float64(y[k]))
-            d[k] = dk
-            total += lk
-            dsum += dk
-    else:
-        for k in range(count):
-            lk, dk = pointwise(SQUARED_HINGE, z[k], np.float64(y[k]))
-            d[k] = dk
-            total += lk
-            dsum += dk
-    return total, dsum
+        return _rows_of(SQUARED, z, y, count, d)
+    if loss == LOGISTIC:
+        return _rows_of(LOGISTIC, z, y, count, d)
+    if loss == HINGE:
+        return _rows_of(HINGE, z, y, count, d)
+    return _rows_of(SQUARED_HINGE, z, y, count, d)
 
 
 @njit(inline="always", cache=True)
