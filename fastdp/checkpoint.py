@@ -30,7 +30,8 @@ Keeping the last N (keep=N): `path` is always the newest checkpoint, `path.1` th
 path; only then do the older ones move up one (path.1 -> path.2, ...; path is hard-linked, or
 copied where links are not allowed, to path.1), and the temporary is synced and renamed onto path
 (fastdp.data.atomic_file). At every instant path holds a whole checkpoint; a write that fails
-midway leaves every file as it was and removes its temporary.
+midway leaves every file as it was and removes its temporary. A process killed in the middle of a
+write cannot remove its temporary: the next successful write to path removes such leftovers.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 import time
@@ -133,6 +135,21 @@ def write(path: str | os.PathLike[str], checkpoint: Checkpoint, keep: int = 2) -
     with atomic_file(path) as f:
         np.savez(f, metadata=np.array(document), **arrays)
         _shift(path, int(keep))  # the new file is whole in its temporary: make room for it
+    _remove_leftovers(path)
+
+
+def _remove_leftovers(path: str) -> None:
+    """Remove the temporaries of writes to path whose process was killed (atomic_file's
+    .{name}.{12 hex}.tmp and _shift's .{name}.1.{12 hex}.tmp): one process writes path, and its
+    write just ended, so any left are from a crashed one."""
+    directory, name = os.path.split(os.path.abspath(path))
+    leftover = re.compile(rf"\.{re.escape(name)}(\.1)?\.[0-9a-f]{{12}}\.tmp")
+    for entry in os.listdir(directory):
+        if leftover.fullmatch(entry):
+            try:
+                os.unlink(os.path.join(directory, entry))
+            except FileNotFoundError:
+                pass
 
 
 def _shift(path: str, keep: int) -> None:

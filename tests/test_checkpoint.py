@@ -315,3 +315,14 @@ def test_cli_train_errors_exit_2_with_one_line(tmp_path, capsys, monkeypatch, op
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(message, err.strip()), err
     assert not os.path.exists("m.fdp")
+
+
+def test_a_write_removes_the_temporaries_of_writes_killed_midway(tmp_path):
+    X, y = data(False)
+    path = tmp_path / "run.ckpt"
+    killed = [".run.ckpt.0123456789ab.tmp", ".run.ckpt.1.abcdef012345.tmp"]  # atomic_file's, _shift's
+    others = [".other.ckpt.0123456789ab.tmp", ".run.ckpt.notours.tmp", "run.ckpt.0123456789ab.tmp"]
+    for name in killed + others:
+        (tmp_path / name).write_bytes(b"PK\x03\x04 part of an archive")
+    fit(X, y, tol=0, checkpoint=path, checkpoint_every=2, **SOLVERS["gd"])
+    assert files(tmp_path) == sorted(["run.ckpt", "run.ckpt.1", *others])
