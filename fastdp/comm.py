@@ -101,7 +101,6 @@ WATCHDOG_TICK_S = 0.5  # the watchdog thread wakes every min(limit / 4, WATCHDOG
 ANSWER_WAIT_S = 2.0  # rank 0 waits at most min(limit, this) for the ranks' counts
 
 
-
 class Request(Protocol):
     """A non-blocking operation in flight; its buffer must not be touched until it completes."""
 
