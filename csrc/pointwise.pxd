@@ -28,13 +28,11 @@ cdef extern from *:
     #define FASTDP_LN2_LO 1.9082149292705877e-10
     #define FASTDP_EXP_CLAMP 750.0  /* exp_neg(a) = exp_neg(min(a, EXP_CLAMP)): exp(-750) underflows to 0 */
     /* x, with -fassociative-math forbidden to regroup its computation with the expressions around
-       it: GCC's __builtin_assoc_barrier (GCC 12), clang's __arithmetic_fence, else an empty asm
-       statement that makes x's value opaque. */
+       it: GCC's __builtin_assoc_barrier (GCC 12), else an empty asm statement that makes x's value
+       opaque (older GCC, clang), else a volatile round trip. */
     static inline double fastdp_fence(double x) {
     #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
         return __builtin_assoc_barrier(x);
-    #elif defined(__clang__) && __has_builtin(__arithmetic_fence)
-        return __arithmetic_fence(x);
     #elif defined(__GNUC__) || defined(__clang__)
         __asm__("" : "+m"(x));
         return x;
