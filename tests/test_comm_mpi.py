@@ -235,9 +235,10 @@ if c.rank == 0:
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "soon"])
-def test_watchdog_setting_from_the_environment(mpirun, value):
+def test_watchdog_setting_from_the_environment(mpirun, tmp_path, value):
     """0: no watchdog thread; negative or non-numeric: ValueError naming the variable on every
-    rank (before any collective), and a non-zero exit."""
+    rank (before any collective), and a non-zero exit. Each rank's stderr goes to its own file:
+    the two ranks' tracebacks interleave mid-line on a shared stderr."""
     result = mpirun(2, """
 import threading
 from fastdp import comm as fc
@@ -246,7 +247,8 @@ names = [t.name for t in threading.enumerate()]
 lines = c.allgather_obj(f"OFF {c.rank} {c.watchdog_seconds} {names.count('fastdp-watchdog')}")
 if c.rank == 0:
     print("\\n".join(lines), flush=True)
-""", timeout=60, env=dict(os.environ, FASTDP_WATCHDOG_SECONDS=value))
+""", timeout=60, env=dict(os.environ, FASTDP_WATCHDOG_SECONDS=value),
+                    mpiexec_args=("-errfile-pattern", str(tmp_path / "err.%r")))
     if value == "0":
         assert result.returncode == 0, result.stderr
         assert result.lines("OFF") == ["OFF 0 0.0 0", "OFF 1 0.0 0"]
@@ -254,7 +256,9 @@ if c.rank == 0:
         assert result.returncode != 0
         message = (f"ValueError: FASTDP_WATCHDOG_SECONDS must be a number of seconds >= 0 "
                    f"(0 turns the watchdog off), got '{value}'")
-        assert result.stderr.count(message) == 2, result.stderr
+        for rank in range(2):
+            err = (tmp_path / f"err.{rank}").read_text()
+            assert err.count(message) == 1, err
 
 
 def test_no_watchdog_below_mpi_thread_multiple(mpirun):
