@@ -167,3 +167,97 @@ def csr_softmax_block_sums(const floating[::1] data, const index_t[::1] indices,
             failed += _softmax_block_sums(dp, ip, pp, yp, cp, bp, start, min(start + block_rows, m), n, K, op + b * width)
     if failed:
         raise MemoryError(f"could not allocate {K} float64 margins in {failed} block(s)")
+
+
+cdef void _tile_margins(int loss, const floating* data, const index_t* indices, const int64_t* seg,
+                        Py_ssize_t T, Py_ssize_t m, const floating* y, const double* coef,
+                        double intercept, Py_ssize_t r0, Py_ssize_t r1, double* z,
+                        double* sums) noexcept nogil:
+    """Rows r0..r1 of a tiled CSR shard: z (r1 - r0,) <- their derivatives and sums (2,) <- the
+    chunk's [grad_intercept, loss]. Tile after tile, so the tile's coef stays in L2."""
+    cdef Py_ssize_t t, r, p
+    cdef const int64_t* first
+    cdef double s, d, grad_b = 0.0, total = 0.0
+    for r in range(r1 - r0):
+        z[r] = intercept
+    for t in range(T):
+        first = seg + t * m
+        for r in range(r0, r1):
+            s = 0.0
+            for p in range(first[r], first[r + 1]):
+                s += data[p] * coef[indices[p]]
+            z[r - r0] += s
+    for r in range(r0, r1):
+        total += pointwise(loss, z[r - r0], y[r], &d)
+        z[r - r0] = d
+        grad_b += d
+    sums[0] = grad_b
+    sums[1] = total
+
+
+cdef void _tile_gradient(const floating* data, const index_t* indices, const int64_t* first,
+                         Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t m, const double* work,
+                         Py_ssize_t width, Py_ssize_t chunk_rows, double* out) noexcept nogil:
+    """One tile of a tiled CSR shard: out[lo:hi] <- sum over rows r, in row order, of
+    d_r * (row r's segment), d_r read from work (chunk r // chunk_rows, column r % chunk_rows)."""
+    cdef Py_ssize_t j, c, r, r0, p
+    cdef double d
+    for j in range(lo, hi):
+        out[j] = 0.0
+    for c in range((m + chunk_rows - 1) // chunk_rows):
+        r0 = c * chunk_rows
+        for r in range(r0, min(m, r0 + chunk_rows)):
+            d = work[c * width + r - r0]
+            if d != 0.0:  # hinge losses: rows past the margin add nothing
+                for p in range(first[r], first[r + 1]):
+                    out[indices[p]] += d * data[p]
+
+
+def tiled_csr_sums(int loss, const floating[::1] data, const index_t[::1] indices,
+                   const int64_t[::1] seg, const int64_t[::1] bounds, const floating[::1] y,
+                   const double[::1] coef, double intercept, double[::1] out, double[:, ::1] work,
+                   Py_ssize_t chunk_rows):
+    """Sums of a scalar-margin loss and its gradient over a column-tiled CSR shard
+    (fastdp/kernels/tiles.py; the twin of numba_sparse.tiled_csr_sums, whose docstring gives the
+    plan).
+
+    loss:       integer code of a scalar-margin loss (fastdp.kernels.losses.LOSS_CODES)
+    data:       (nnz,) float32 or float64, the non-zeros in tile-major order
+    indices:    (nnz,) int32 or int64, their column indices in 0..n-1
+    seg:        (T*m + 1,) int64; segment (t, r) is [seg[t*m + r], seg[t*m + r + 1])
+    bounds:     (T + 1,) int64 column bounds of the tiles, 0 .. n
+    y:          (m,) same dtype as data
+    coef:       (n,) float64
+    intercept:  float
+    out:        (n + 2,) float64, OUT <- [grad_coef (n), grad_intercept, loss]
+    work:       (ceil(m / chunk_rows), chunk_rows + 2) float64 scratch: row c <- the derivatives
+                of chunk c's rows, then the chunk's [grad_intercept, loss] sums
+    chunk_rows: rows per chunk of the margin pass, >= 1
+    """
+    cdef Py_ssize_t m = y.shape[0], n = coef.shape[0], T = bounds.shape[0] - 1
+    cdef Py_ssize_t chunks = work.shape[0], width = work.shape[1]
+    cdef Py_ssize_t c, t, r0, r1
+    if T < 1 or seg.shape[0] != T * m + 1 or width != chunk_rows + 2 or chunks * chunk_rows < m:
+        raise ValueError(f"tiled CSR arrays do not match: {T} tiles, {m} rows, seg {seg.shape[0]}, "
+                         f"work ({chunks}, {width}), chunk_rows {chunk_rows}")
+    cdef const floating* dp = &data[0] if data.shape[0] else NULL
+    cdef const index_t* ip = &indices[0] if indices.shape[0] else NULL
+    cdef const int64_t* sp = &seg[0]
+    cdef const int64_t* bp = &bounds[0]
+    cdef const floating* yp = &y[0] if m else NULL
+    cdef const double* cp = &coef[0]
+    cdef double* op = &out[0]
+    cdef double* wp = &work[0, 0]
+    with nogil:
+        for c in prange(chunks, schedule="static"):
+            r0 = c * chunk_rows
+            r1 = min(m, r0 + chunk_rows)
+            _tile_margins(loss, dp, ip, sp, T, m, yp, cp, intercept, r0, r1, wp + c * width,
+                          wp + c * width + chunk_rows)
+        for t in prange(T, schedule="dynamic"):
+            _tile_gradient(dp, ip, sp + t * m, bp[t], bp[t + 1], m, wp, width, chunk_rows, op)
+    op[n] = 0.0
+    op[n + 1] = 0.0
+    for c in range(chunks):
+        op[n] += wp[c * width + chunk_rows]
+        op[n + 1] += wp[c * width + chunk_rows + 1]

@@ -130,6 +130,7 @@ class Objective:
         self.signals = 0.0  # the reduced signal slot of the last step: the sum of the signals
         self.grad = np.empty(self.size)
         self.scratch: dict[tuple[int, int], np.ndarray] = {}  # the kernels' block sums, by shape
+        self.tiles: kernels.TiledCSR | None = None  # column-tiled copy of wide CSR X, built lazily
         self.compute_seconds = 0.0  # this rank's time in its kernels (batch preparation included)
         self.wait_seconds = 0.0  # this rank's time in the Allreduce (with overlap: starting the
         # Iallreduce and blocked in its wait), waiting for the others included
@@ -190,16 +191,29 @@ class Objective:
         self.wait_seconds += time.perf_counter() - reduce
         return self._finish(theta)
 
+    def _tiles(self, batch: Batch | None) -> kernels.TiledCSR | None:
+        """The shard's column-tiled copy for a full pass over wide CSR X with a compiled backend
+        (built at the first such pass, and again after the rows move), else None."""
+        if batch is not None or self.backend == "numpy" or not kernels.tiles_pay_off(self.loss, self.X):
+            return None
+        if self.tiles is None:
+            start = time.perf_counter()
+            self.tiles = kernels.tile_csr(self.X)
+            self.compute_seconds += time.perf_counter() - start
+        return self.tiles
+
     def _local_sums(self, theta: np.ndarray, batch: Batch | None) -> None:
         """self.buf <- this rank's [grad sums, loss sum, row count, signal] over its shard or the
         batch."""
         X, y = (self.X, self.y) if batch is None else (batch.X, batch.y)
         coef, intercept = self.split(theta)
+        tiles = self._tiles(batch)
         start = time.perf_counter()
         kernels.loss_grad_sums(self.loss, X, y, coef, intercept, self.buf[:self.size + 1],
-                               backend=self.backend, validate=False, scratch=self._scratch(X))
+                               backend=self.backend, validate=False, tiles=tiles,
+                               scratch=None if tiles is not None else self._scratch(X))
         if self.slowdown > 1.0:  # FASTDP_SLOWDOWN: this rank plays a slower node
-            self._slow_down(X, y, coef, intercept, time.perf_counter() - start)
+            self._slow_down(X, y, coef, intercept, time.perf_counter() - start, tiles)
         self.buf[self.size + 1] = X.shape[0]
         self.buf[self.size + 2] = self.signal
         seconds = time.perf_counter() - start
@@ -264,13 +278,14 @@ class Objective:
         return "the gradient became inf" if np.isinf(gradient).any() else None
 
     def _slow_down(self, X: Any, y: np.ndarray, coef: np.ndarray, intercept: Any,
-                   seconds: float) -> None:
+                   seconds: float, tiles: kernels.TiledCSR | None = None) -> None:
         """FASTDP_SLOWDOWN's factor f: do the kernel work int(f) times in all (into a throwaway
         buffer), then sleep for the fraction of f left, as a node f times slower would."""
         spare = np.empty(self.size + 1)
         for _ in range(int(self.slowdown) - 1):
             kernels.loss_grad_sums(self.loss, X, y, coef, intercept, spare, backend=self.backend,
-                                   validate=False, scratch=self._scratch(X))
+                                   validate=False, tiles=tiles,
+                                   scratch=None if tiles is not None else self._scratch(X))
         time.sleep((self.slowdown - int(self.slowdown)) * seconds)
 
     def end_epoch(self) -> None:
@@ -295,6 +310,7 @@ class Objective:
             self.X, self.y = balance.redistribute(self.comm, [self.X, self.y], self.ranges, proposal)
             self.ranges = proposal
             self.scratch = {}
+            self.tiles = None
             self.rebalances += 1
             self.rebalance_every *= 2  # back off: each move must be earned over a longer window
 

@@ -377,3 +377,26 @@ def test_nonfinite_reads_the_reduced_sums():
         objective.buf[:] = buf
     objective.buf[:2] = [1e308, 1e308]  # finite sums whose total overflows: not an error
     assert objective.nonfinite() is None
+
+
+@pytest.mark.parametrize("backend", ["numba", "cython"])
+def test_wide_csr_trains_on_column_tiles_built_once(backend, monkeypatch):
+    """Full-batch solvers on wide CSR read a column-tiled copy (kernels.tile_csr), built once per
+    fit, and end where the plain CSR kernels end; mini-batch steps use the plain kernels."""
+    import scipy.sparse as sp
+    rng = np.random.default_rng(7)
+    X = sp.csr_matrix(rng.normal(size=(3000, 40)) * (rng.random((3000, 40)) < 0.2))
+    y = np.where(X @ rng.normal(size=40) + 0.1 * rng.normal(size=3000) > 0, 1.0, -1.0)
+    built = []
+    tile_csr = kernels.tile_csr
+    monkeypatch.setattr(kernels, "tile_csr", lambda X: built.append(X) or tile_csr(X))
+    kwargs = dict(loss="logistic", alpha=1e-3, tol=1e-12, max_iter=200, backend=backend)
+    plain = fit(X, y, solver="lbfgs", **kwargs)
+    assert built == []  # 40 features: below TILE_MIN_FEATURES
+    monkeypatch.setattr(kernels, "TILE_MIN_FEATURES", 10)
+    tiled = fit(X, y, solver="lbfgs", **kwargs)
+    assert len(built) == 1 and built[0] is X
+    np.testing.assert_allclose(tiled.coef, plain.coef, rtol=0, atol=1e-9)
+    assert tiled.intercept == pytest.approx(plain.intercept, abs=1e-9)
+    fit(X, y, solver="sgd", batch_size=100, **dict(kwargs, tol=0.0, max_iter=2))
+    assert len(built) == 1

@@ -1,7 +1,9 @@
 """Pure array kernels: the loss and gradient SUMS over one shard's rows.
 
     loss_grad(loss, X, y, coef, intercept, backend="numba") -> (loss_sum, grad_coef, grad_intercept)
-    loss_grad_sums(loss, X, y, coef, intercept, out, backend=..., scratch=..., validate=...) -> out
+    loss_grad_sums(loss, X, y, coef, intercept, out, backend=..., scratch=..., validate=...,
+                   tiles=...) -> out
+    tile_csr(X) -> TiledCSR, a column-tiled copy of wide CSR X that loss_grad_sums(tiles=) reads
 
 Sums, never means: the global mean is the Allreduce of the sums divided by the global row count,
 whatever the shard sizes. No regularization here (it is added once, after the reduction).
@@ -15,7 +17,9 @@ Backends share one contract: "numba" (numba_dense.py, numba_sparse.py), "cython"
 (csrc/dense_loss.pyx, csrc/sparse_loss.pyx, OpenMP) and "numpy" (reference.py, the ground truth
 in tests). The compiled backends accumulate in float64 over fixed blocks of rows, one private
 accumulator per block, summed in block order, so their results do not depend on the number of
-threads. Dense blocks have BLOCK_ROWS rows; CSR blocks are sized by `sparse_block_rows`.
+threads. Dense blocks have BLOCK_ROWS rows; CSR blocks are sized by `sparse_block_rows`. With
+tiles (tiles.py: wide CSR, the scalar losses) every sum runs in an order fixed by the shape, so
+those results do not depend on the thread count either.
 
 This package imports nothing else of fastdp and knows nothing of MPI.
 """
@@ -28,6 +32,7 @@ import scipy.sparse as sp
 
 from . import _cython_dense, _cython_sparse, numba_dense, numba_margins, numba_sparse, reference
 from .losses import BINARY_LOSSES, LOSS_CODES, MULTICLASS_LOSSES
+from .tiles import MIN_FEATURES as TILE_MIN_FEATURES, TiledCSR, tile_csr as _tile_arrays
 
 BACKENDS: tuple[str, ...] = ("numba", "cython", "numpy")
 BLOCK_ROWS = 4096
@@ -45,6 +50,7 @@ _BLOCK_KERNELS = {
     ("cython", True, False): _cython_sparse.csr_block_sums,
     ("cython", True, True): _cython_sparse.csr_softmax_block_sums,
 }
+_TILED_KERNELS = {"numba": numba_sparse.tiled_csr_sums, "cython": _cython_sparse.tiled_csr_sums}
 
 
 def n_blocks(n_rows: int, block_rows: int = BLOCK_ROWS) -> int:
@@ -261,8 +267,44 @@ def validate_input(loss: str, X, y, coef, intercept) -> None:
     _prepare(loss, X, y, coef, intercept, "numpy", validate=True)
 
 
+def tiles_pay_off(loss: str, X) -> bool:
+    """True when a column-tiled copy of X (tile_csr) speeds up loss_grad_sums: X is CSR with at
+    least TILE_MIN_FEATURES features (coef and the gradient no longer fit in a core's L2) and the
+    loss is a scalar-margin one."""
+    return _is_csr(X) and X.shape[1] >= TILE_MIN_FEATURES and loss in LOSS_CODES \
+        and loss not in MULTICLASS_LOSSES
+
+
+def tile_csr(X) -> TiledCSR:
+    """A column-tiled copy of CSR X for loss_grad_sums(..., tiles=): built once (one pass over X,
+    about X's data and indices in memory again; fastdp/kernels/tiles.py has the layout and why),
+    then every loss_grad_sums over X reads it instead of X. X is validated as loss_grad_sums'
+    validate=True does (bounds, indptr, sorted indices)."""
+    if not _is_csr(X):
+        raise ValueError(f"X must be a scipy.sparse CSR matrix to be tiled, got {type(X).__name__}")
+    data, indices, indptr = _prepare_csr(X, validate=True)
+    m, n = X.shape
+    if n == 0:
+        raise ValueError("X has 0 features")
+    return _tile_arrays(data, indices, indptr, n, sparse_block_rows(m, n + 2))
+
+
+def _check_tiles(tiles, X, dtype: np.dtype, loss: str) -> None:
+    """O(1) checks that `tiles` is tile_csr(X) for a loss the tiled kernels compute."""
+    if not isinstance(tiles, TiledCSR):
+        raise ValueError(f"tiles must be a TiledCSR from fastdp.kernels.tile_csr(X), got "
+                         f"{type(tiles).__name__}")
+    if loss in MULTICLASS_LOSSES:
+        raise ValueError(f"tiles serve the scalar-margin losses, not {loss!r}")
+    if not _is_csr(X) or tiles.shape != X.shape or tiles.nnz != X.nnz or tiles.data.dtype != dtype:
+        raise ValueError(f"tiles were built from another X: tiles {tiles.shape} with {tiles.nnz} "
+                         f"non-zeros of {tiles.data.dtype}, X {X.shape}"
+                         + (f" with {X.nnz} non-zeros of {dtype}" if _is_csr(X) else " (dense)"))
+
+
 def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend: str = "numba",
-                   scratch: np.ndarray | None = None, validate: bool = True) -> np.ndarray:
+                   scratch: np.ndarray | None = None, validate: bool = True,
+                   tiles: TiledCSR | None = None) -> np.ndarray:
     """Write the shard's gradient and loss sums into `out`; the allocation-free form of loss_grad.
 
     X:         (m, n) C-contiguous float32/float64 ndarray, or scipy.sparse CSR (float32/float64
@@ -278,6 +320,9 @@ def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend
                sums (allocated when None; ignored by "numpy")
     validate:  True runs every check (validate_input); False only the O(1) shape and dtype checks,
                for a loop that validated its input once
+    tiles:     optional tile_csr(X), for CSR X and a scalar-margin loss: the compiled backends
+               read it instead of X (faster when tiles_pay_off(loss, X)); it must be rebuilt when
+               X changes (shape, nnz and dtype are checked, not the values). "numpy" ignores it.
     Returns out. An empty shard (m = 0) gives zeros.
     """
     parts, y, coef, intercept, K = _prepare(loss, X, y, coef, intercept, backend, validate)
@@ -285,8 +330,16 @@ def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend
     _check_writable(out, "out")
     if out.shape != (size,) or out.dtype != np.float64:
         raise ValueError(f"out must be float64 of shape ({size},), got {out.dtype} {out.shape}")
+    if tiles is not None:
+        _check_tiles(tiles, X, parts[0].dtype, loss)
     if backend == "numpy":
         return reference.sums(loss, X, y, coef, intercept, out)
+    if tiles is not None:
+        sums = out if out.flags.c_contiguous else np.empty(size)
+        _TILED_KERNELS[backend](LOSS_CODES[loss], tiles.data, tiles.indices, tiles.seg, tiles.bounds,
+                                y, coef, intercept, sums, tiles.work, tiles.chunk_rows)
+        out[:] = sums
+        return out
     csr = len(parts) == 3
     block_rows = _block_rows(X, size)
     shape = (n_blocks(X.shape[0], block_rows), size)

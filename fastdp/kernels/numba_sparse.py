@@ -90,3 +90,67 @@ def csr_softmax_block_sums(data, indices, indptr, y, coef, intercept, out, block
                 g = grad[np.uintp(indices[p])]
                 for k in range(K):
                     g[k] += v * z[k]
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def tiled_csr_sums(loss, data, indices, seg, bounds, y, coef, intercept, out, work, chunk_rows):
+    """Sums of a scalar-margin loss and its gradient over a column-tiled CSR shard (tiles.py).
+
+    loss:       int, loss code of a scalar-margin loss (losses.LOSS_CODES)
+    data:       (nnz,) float32 or float64, the non-zeros in tile-major order
+    indices:    (nnz,) int32 or int64, their column indices in 0..n-1
+    seg:        (T*m + 1,) int64; segment (t, r) of tile t and row r is [seg[t*m + r], seg[t*m + r + 1])
+    bounds:     (T + 1,) int64 column bounds of the tiles, 0 .. n
+    y:          (m,) same dtype as data
+    coef:       (n,) float64
+    intercept:  float
+    out:        (n + 2,) float64, OUT <- [grad_coef (n), grad_intercept, loss]
+    work:       (ceil(m / chunk_rows), chunk_rows + 2) float64 scratch: row c <- the derivatives
+                of chunk c's rows, then the chunk's [grad_intercept, loss] sums
+    chunk_rows: int >= 1, rows per chunk of the margin pass
+
+    Two passes. Margins: one thread per chunk of rows, tile after tile (the tile's coef stays in
+    L2), each row's margin the intercept plus its tile segments' dot products in tile order; then
+    the chunk's losses and derivatives. Gradient: one thread per tile, out[tile] <- the sum over
+    rows in row order of d_r * (row r's segment in the tile). Every sum's order is fixed by the
+    shape, so the result does not depend on the thread count.
+    """
+    m = y.shape[0]
+    n = coef.shape[0]
+    T = bounds.shape[0] - 1
+    for c in prange(work.shape[0]):
+        r0 = c * chunk_rows
+        r1 = min(m, r0 + chunk_rows)
+        z = work[c]
+        z[:r1 - r0] = intercept
+        for t in range(T):
+            first = seg[t * m:(t + 1) * m + 1]
+            for r in range(r0, r1):
+                s = 0.0
+                for p in range(first[r], first[r + 1]):
+                    s += data[p] * coef[np.uintp(indices[p])]
+                z[r - r0] += s
+        grad_b = 0.0
+        total = 0.0
+        for r in range(r0, r1):
+            loss_r, d = pointwise(loss, z[r - r0], y[r])
+            z[r - r0] = d
+            grad_b += d
+            total += loss_r
+        z[chunk_rows] = grad_b
+        z[chunk_rows + 1] = total
+    for t in prange(T):
+        out[bounds[t]:bounds[t + 1]] = 0.0
+        first = seg[t * m:(t + 1) * m + 1]
+        for c in range(work.shape[0]):
+            r0 = c * chunk_rows
+            for r in range(r0, min(m, r0 + chunk_rows)):
+                d = work[c, r - r0]
+                if d != 0.0:  # hinge losses: rows past the margin add nothing
+                    for p in range(first[r], first[r + 1]):
+                        out[np.uintp(indices[p])] += d * data[p]
+    out[n] = 0.0
+    out[n + 1] = 0.0
+    for c in range(work.shape[0]):
+        out[n] += work[c, chunk_rows]
+        out[n + 1] += work[c, chunk_rows + 1]

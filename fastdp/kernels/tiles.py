@@ -1,0 +1,122 @@
+"""A column-tiled copy of a CSR shard, built once per fit, for the wide-data kernels.
+
+Why: a CSR loss-gradient pass reads coef[j] and adds to grad[j] at every non-zero's column j.
+With 2**20 features coef and grad are 8 MiB each, far beyond a core's L2 (2 MiB here), so each
+non-zero costs two L3 round trips and the kernel runs at L3 latency, not memory bandwidth
+(measured: the same non-zeros at columns < 2**14 run 3.6x faster). Cutting the columns into tiles
+of at most TILE_COLS (2**17: 1 MiB of coef plus 1 MiB of grad) and visiting the non-zeros tile by
+tile keeps each tile's coef and grad in L2. The pass then reads X twice (margins, then gradient),
+but as two streams instead of 40 million random L3 accesses.
+
+Layout (TiledCSR), for a shard of m rows, n features and nnz non-zeros cut into T column tiles
+[bounds[t], bounds[t+1]):
+    data:     (nnz,) X's dtype, the non-zeros in tile-major order: tile 0's entries of row 0, of
+              row 1, ..., of row m-1, then tile 1's, ...; within a (tile, row) segment, in the
+              row's own order
+    indices:  (nnz,) X's index dtype, their column indices (global, 0..n-1)
+    seg:      (T*m + 1,) int64; segment (t, r) is data[seg[t*m + r] : seg[t*m + r + 1]]
+    bounds:   (T + 1,) int64 column bounds, bounds[0] = 0 and bounds[T] = n
+Tiles are at most TILE_COLS wide, ceil(n / TILE_COLS) of them when the non-zeros are spread
+evenly; a tile is cut earlier where it would hold more than 1.25 times that many tiles' average
+share of the non-zeros, so the gradient pass (one thread per tile) stays balanced when a few
+columns hold most of the non-zeros. The tiles depend on X only, never on the thread count, so the
+kernels' sums do not either; threads beyond the number of tiles idle in the gradient pass. The copy costs X's data and indices again, plus 8 bytes per row and
+tile (2**20 features: 64 bytes per row).
+
+kernels.loss_grad_sums(..., tiles=tile_csr(X)) uses it for the scalar-margin losses on the
+compiled backends (numba_sparse.tiled_csr_sums, csrc/sparse_loss.pyx tiled_csr_sums).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+TILE_COLS = 2**17  # widest tile: 1 MiB of float64 coef + 1 MiB of gradient, a core's L2 here
+MIN_FEATURES = 2 * TILE_COLS  # below this coef and grad fit in L2 and the plain CSR kernel wins
+
+
+@dataclass(frozen=True, eq=False)
+class TiledCSR:
+    """A column-tiled copy of a CSR shard (layout in the module docstring), with the scratch the
+    tiled kernels use: work (n_chunks, chunk_rows + 2) float64, row c holding chunk c's per-row
+    derivatives and its [grad_intercept, loss] sums. One kernel call at a time per TiledCSR."""
+
+    shape: tuple[int, int]
+    data: np.ndarray
+    indices: np.ndarray
+    seg: np.ndarray
+    bounds: np.ndarray
+    chunk_rows: int
+    work: np.ndarray
+
+    @property
+    def nnz(self) -> int:
+        """Number of stored non-zeros."""
+        return int(self.data.size)
+
+    @property
+    def n_tiles(self) -> int:
+        """Number of column tiles."""
+        return int(self.bounds.size - 1)
+
+
+def tile_bounds(indices: np.ndarray, n: int, tile_cols: int = TILE_COLS) -> np.ndarray:
+    """Column bounds (T + 1,) int64 of the tiles: each at most tile_cols wide and holding at most
+    1.25 * nnz / ceil(n / tile_cols) non-zeros unless it is one column wide (indices: (nnz,) in
+    0..n-1)."""
+    cum = np.cumsum(np.bincount(indices, minlength=n))
+    limit = max(1, int(1.25 * indices.size / -(-n // tile_cols)))
+    bounds = [0]
+    while bounds[-1] < n:
+        start = bounds[-1]
+        before = int(cum[start - 1]) if start else 0
+        by_count = int(np.searchsorted(cum, before + limit, side="right"))
+        bounds.append(max(start + 1, min(start + tile_cols, n, by_count)))
+    return np.asarray(bounds, dtype=np.int64)
+
+
+@njit(parallel=True, cache=True)
+def _fill(data, indices, indptr, bounds, out_data, out_indices, seg):
+    """Tile-major copy of CSR (data, indices, indptr) of m rows into out_data, out_indices and
+    seg (T*m + 1,) int64 (layout in the module docstring); bounds (T + 1,) int64 column bounds."""
+    m = indptr.shape[0] - 1
+    T = bounds.shape[0] - 1
+    counts = np.zeros(T * m, np.int64)
+    for r in prange(m):  # segment (t, r) is written by row r's iteration only
+        for p in range(indptr[r], indptr[r + 1]):
+            counts[(np.searchsorted(bounds, indices[p], side="right") - 1) * m + r] += 1
+    total = 0
+    for s in range(T * m):
+        seg[s] = total
+        total += counts[s]
+    seg[T * m] = total
+    for r in prange(m):
+        for p in range(indptr[r], indptr[r + 1]):
+            c = indices[p]
+            s = (np.searchsorted(bounds, c, side="right") - 1) * m + r
+            q = seg[s + 1] - counts[s]
+            counts[s] -= 1
+            out_data[q] = data[p]
+            out_indices[q] = c
+
+
+def tile_csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, n: int, chunk_rows: int,
+             tile_cols: int = TILE_COLS) -> TiledCSR:
+    """The column-tiled copy of a CSR shard (arrays already validated by the caller).
+
+    data:       (nnz,) float32 or float64
+    indices:    (nnz,) int32 or int64 column indices in 0..n-1 (any order within a row)
+    indptr:     (m + 1,) same dtype as indices
+    n:          number of features
+    chunk_rows: rows per chunk of the margin pass (fastdp.kernels picks it by sparse_block_rows)
+    tile_cols:  widest tile, >= 1
+    """
+    m = indptr.size - 1
+    bounds = tile_bounds(indices, n, tile_cols)
+    out_data, out_indices = np.empty_like(data), np.empty_like(indices)
+    seg = np.empty((bounds.size - 1) * m + 1, dtype=np.int64)
+    _fill(data, indices, indptr, bounds, out_data, out_indices, seg)
+    chunks = max(1, -(-m // chunk_rows))
+    return TiledCSR((m, n), out_data, out_indices, seg, bounds, chunk_rows,
+                    np.empty((chunks, chunk_rows + 2)))

@@ -1,0 +1,210 @@
+"""The column-tiled CSR copy (fastdp/kernels/tiles.py) and the kernels that read it: the layout
+holds every non-zero once in its (tile, row) segment, the sums equal the NumPy reference for every
+scalar loss, dtype and index dtype, with many tiles and chunks, and do not depend on the threads."""
+
+import re
+
+import numba
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from fastdp import kernels
+from fastdp.kernels import _cython_sparse, tiles
+
+COMPILED = ["numba", "cython"]
+SCALAR_LOSSES = ["squared", "logistic", "hinge", "squared_hinge"]
+
+
+def wide_csr(m: int, n: int, dtype=np.float64, index_dtype=np.int32, seed: int = 0,
+             unsorted: bool = False) -> sp.csr_array:
+    """(m, n) CSR with 0..12 non-zeros per row (some rows empty) at random columns; unsorted: each
+    row's entries reversed."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, 13, m)
+    lengths[::7] = 0
+    indptr = np.r_[0, np.cumsum(lengths)].astype(index_dtype)
+    indices = np.concatenate([np.sort(rng.choice(n, k, replace=False)) for k in lengths]
+                             + [np.empty(0, np.int64)]).astype(index_dtype)
+    if unsorted:
+        indices = np.concatenate([indices[a:b][::-1] for a, b in zip(indptr[:-1], indptr[1:])]
+                                 + [np.empty(0, index_dtype)])
+    data = rng.standard_normal(indices.size).astype(dtype)
+    X = sp.csr_array((data, indices, indptr), shape=(m, n))
+    X.indices, X.indptr = indices, indptr  # keep the index dtype
+    return X
+
+
+def problem(loss: str, m: int, n: int, dtype=np.float64, seed: int = 0):
+    rng = np.random.default_rng(seed + 1)
+    y = (rng.standard_normal(m) if loss == "squared" else rng.choice([-1.0, 1.0], m)).astype(dtype)
+    return y, rng.standard_normal(n), 0.25
+
+
+def small_tiles(X, chunk_rows: int, tile_cols: int) -> kernels.TiledCSR:
+    return tiles.tile_csr(X.data, X.indices, X.indptr, X.shape[1], chunk_rows, tile_cols)
+
+
+def with_threads(n: int, f):
+    old_numba = numba.get_num_threads()
+    old_cython = kernels.get_num_threads()["cython"]
+    numba.set_num_threads(n)
+    kernels.set_cython_threads(n)
+    try:
+        return f()
+    finally:
+        numba.set_num_threads(old_numba)
+        kernels.set_cython_threads(old_cython)
+
+
+def test_tile_bounds_cap_the_width_and_balance_the_non_zeros():
+    n = 1000
+    uniform = np.arange(n).repeat(3)
+    b = tiles.tile_bounds(uniform, n, tile_cols=300)
+    assert b.tolist() == [0, 300, 600, 900, 1000]  # the width decides: 900 entries <= 1.25 * 3000 / 4
+    skewed = np.r_[np.zeros(5000, np.int64), np.arange(n).repeat(2)]  # column 0: 5000 of 7000
+    b = tiles.tile_bounds(skewed, n, tile_cols=500)
+    assert b[0] == 0 and b[-1] == n and np.all(np.diff(b) >= 1) and np.all(np.diff(b) <= 500)
+    counts = np.add.reduceat(np.bincount(skewed, minlength=n), b[:-1])
+    assert b[1] == 1  # the heavy column is a tile of its own
+    assert np.all(counts[1:] <= 1.25 * skewed.size / 2) and counts.sum() == skewed.size
+    assert len(b) == 4  # [0, 1), then two tiles of at most 4375 entries (<= 500 columns)
+    assert tiles.tile_bounds(np.empty(0, np.int64), 10, tile_cols=4).tolist() == [0, 4, 8, 10]
+
+
+@pytest.mark.parametrize("unsorted", [False, True])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_layout_holds_each_rows_entries_of_each_tile_in_the_rows_order(index_dtype, unsorted):
+    X = wide_csr(53, 40, index_dtype=index_dtype, unsorted=unsorted)
+    t = small_tiles(X, chunk_rows=10, tile_cols=7)
+    m, T = X.shape[0], t.n_tiles
+    assert t.seg.shape == (T * m + 1,) and t.seg[0] == 0 and t.seg[-1] == X.nnz
+    assert np.all(np.diff(t.seg) >= 0) and t.indices.dtype == index_dtype
+    assert t.work.shape == (6, 12) and t.chunk_rows == 10
+    for r in range(m):
+        row_idx = X.indices[X.indptr[r]:X.indptr[r + 1]]
+        row_data = X.data[X.indptr[r]:X.indptr[r + 1]]
+        for k in range(T):
+            lo, hi = t.seg[k * m + r], t.seg[k * m + r + 1]
+            inside = (row_idx >= t.bounds[k]) & (row_idx < t.bounds[k + 1])
+            assert np.array_equal(t.indices[lo:hi], row_idx[inside])
+            assert np.array_equal(t.data[lo:hi], row_data[inside])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("loss", SCALAR_LOSSES)
+@pytest.mark.parametrize("backend", COMPILED)
+def test_tiled_sums_match_the_reference(backend, loss, dtype):
+    """Many tiles (width 9 of 100 columns), many chunks (the last one partial), empty rows."""
+    X = wide_csr(1003, 100, dtype)
+    y, coef, b = problem(loss, 1003, 100, dtype)
+    t = small_tiles(X, chunk_rows=128, tile_cols=9)
+    assert t.n_tiles == 12 and t.work.shape[0] == 8
+    got = kernels.loss_grad_sums(loss, X, y, coef, b, np.full(102, np.nan), backend=backend, tiles=t)
+    ref = kernels.loss_grad_sums(loss, X, y, coef, b, np.empty(102), backend="numpy")
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(got, ref, rtol=0, atol=tol * max(1.0, np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_tiled_sums_of_unsorted_int64_rows_and_of_an_empty_shard(backend):
+    X = wide_csr(300, 64, index_dtype=np.int64, unsorted=True)
+    y, coef, b = problem("logistic", 300, 64)
+    t = small_tiles(X, chunk_rows=50, tile_cols=16)
+    got = kernels.loss_grad_sums("logistic", X, y, coef, b, np.empty(66), backend=backend, tiles=t,
+                                 validate=False)  # validation would refuse the unsorted rows
+    X.sort_indices()
+    ref = kernels.loss_grad_sums("logistic", X, y, coef, b, np.empty(66), backend="numpy")
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+    E = sp.csr_array((0, 64))
+    e = kernels.loss_grad_sums("squared", E, np.empty(0), coef, b, np.full(66, np.nan),
+                               backend=backend, tiles=kernels.tile_csr(E))
+    assert np.array_equal(e, np.zeros(66))
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_tiled_sums_do_not_depend_on_the_thread_count(backend):
+    X = wide_csr(20_000, 500, seed=3)
+    y, coef, b = problem("logistic", 20_000, 500)
+    t = small_tiles(X, chunk_rows=1500, tile_cols=40)
+
+    def run():
+        return kernels.loss_grad_sums("logistic", X, y, coef, b, np.empty(502), backend=backend,
+                                      tiles=t).copy()
+
+    assert np.array_equal(with_threads(1, run), with_threads(2, run))
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_tiled_sums_into_a_strided_out(backend):
+    X = wide_csr(200, 30)
+    y, coef, b = problem("hinge", 200, 30)
+    out = np.full((32, 2), np.nan)
+    kernels.loss_grad_sums("hinge", X, y, coef, b, out[:, 0], backend=backend,
+                           tiles=small_tiles(X, 64, 8))
+    ref = kernels.loss_grad_sums("hinge", X, y, coef, b, np.empty(32), backend="numpy")
+    np.testing.assert_allclose(out[:, 0], ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+    assert np.isnan(out[:, 1]).all()
+
+
+def test_tiles_pay_off_for_wide_csr_and_scalar_losses():
+    wide = sp.csr_array((10, kernels.TILE_MIN_FEATURES))
+    assert kernels.tiles_pay_off("logistic", wide) and kernels.tiles_pay_off("squared", wide)
+    assert not kernels.tiles_pay_off("softmax", wide)
+    assert not kernels.tiles_pay_off("logistic", sp.csr_array((10, kernels.TILE_MIN_FEATURES - 1)))
+    assert not kernels.tiles_pay_off("logistic", np.zeros((2, kernels.TILE_MIN_FEATURES)))
+    assert not kernels.tiles_pay_off("logistic", sp.csc_array((10, kernels.TILE_MIN_FEATURES)))
+
+
+def test_tile_csr_of_a_wide_shard_uses_the_default_tiles():
+    X = wide_csr(5000, 2**19, seed=5)
+    t = kernels.tile_csr(X)
+    assert t.shape == X.shape and t.nnz == X.nnz
+    assert t.n_tiles == 4 and t.bounds.tolist() == [0, 2**17, 2**18, 3 * 2**17, 2**19]
+    assert t.chunk_rows == kernels.sparse_block_rows(5000, 2**19 + 2)
+
+
+def test_bad_tiles_are_named():
+    X = wide_csr(50, 20)
+    y, coef, b = problem("logistic", 50, 20)
+    t = kernels.tile_csr(X)
+    out = np.empty(22)
+
+    def call(loss="logistic", X=X, y=y, coef=coef, tiles=t):
+        kernels.loss_grad_sums(loss, X, y, coef, b, out, backend="numba", tiles=tiles)
+
+    with pytest.raises(ValueError, match="tiles must be a TiledCSR from fastdp.kernels.tile_csr"):
+        call(tiles=X)
+    with pytest.raises(ValueError, match="tiles serve the scalar-margin losses, not 'softmax'"):
+        kernels.loss_grad_sums("softmax", X, np.zeros(50, np.int32), np.zeros((20, 3)), np.zeros(3),
+                               np.empty(64), tiles=t)
+    other = wide_csr(50, 20, seed=9)
+    with pytest.raises(ValueError, match=re.escape(f"tiles were built from another X: tiles (50, 20) "
+                                                   f"with {X.nnz} non-zeros of float64, X (50, 20) "
+                                                   f"with {other.nnz} non-zeros of float64")):
+        call(X=other)
+    with pytest.raises(ValueError, match=re.escape("tiles were built from another X: tiles (50, 20) "
+                                                   f"with {X.nnz} non-zeros of float64, X (50, 20) (dense)")):
+        call(X=X.toarray())
+    with pytest.raises(ValueError, match="tiles were built from another X.*of float32"):
+        call(X=X.astype(np.float32), y=y.astype(np.float32))
+    with pytest.raises(ValueError, match="X must be a scipy.sparse CSR matrix to be tiled, got ndarray"):
+        kernels.tile_csr(X.toarray())
+    bad = X.copy()
+    bad.indices[3] = 25
+    with pytest.raises(ValueError, match="X \\(CSR\\) has column index 25 at row .* but only 20 features"):
+        kernels.tile_csr(bad)
+    with pytest.raises(ValueError, match="X has 0 features"):
+        kernels.tile_csr(sp.csr_array((3, 0)))
+
+
+def test_cython_kernel_refuses_mismatched_arrays():
+    X = wide_csr(40, 20)
+    y, coef, b = problem("squared", 40, 20)
+    t = small_tiles(X, 16, 5)
+    with pytest.raises(ValueError, match="tiled CSR arrays do not match"):
+        _cython_sparse.tiled_csr_sums(0, t.data, t.indices, t.seg[:-1], t.bounds, y, coef, b,
+                                      np.empty(22), t.work, t.chunk_rows)
+    with pytest.raises(ValueError, match="tiled CSR arrays do not match"):
+        _cython_sparse.tiled_csr_sums(0, t.data, t.indices, t.seg, t.bounds, y, coef, b,
+                                      np.empty(22), t.work[:1], t.chunk_rows)
