@@ -398,6 +398,26 @@ def test_extreme_values_give_the_reference_or_non_finite(case, block_rows):
     check_extreme(case, block_rows)
 
 
+@fuzz(200)
+@given(case=cases(losses=SCALAR_LOSSES, backends=COMPILED, formats=("csr",), min_rows=0,
+                  shuffled=False)
+       | cases(losses=SCALAR_LOSSES, backends=COMPILED, formats=("csr",), extreme=True,
+               shuffled=False),
+       tile_cols=st.integers(1, 6), block_rows=st.integers(1, 5))
+def test_tiled_csr_gives_the_reference_or_non_finite(case, tile_cols, block_rows):
+    """The column-tiled kernels (kernels.tile_csr, tiles of tile_cols columns, chunks of
+    block_rows rows) on the same random CSR shapes, patterns, containers and values, moderate or
+    extreme: each component is the reference's to rounding, or non-finite where it is."""
+    out = np.full(case.size, np.nan)
+    with pytest.MonkeyPatch.context() as mp, np.errstate(all="ignore"):
+        mp.setattr(kernels, "BLOCK_ROWS", block_rows)
+        tiles = kernels.tile_csr(case.X, tile_cols=tile_cols)
+        assert tiles.chunk_rows == block_rows  # many chunks: their sums added in order run too
+        kernels.loss_grad_sums(*case.args, out, backend=case.backend, tiles=tiles)
+    assert_agrees(out, reference(*case.args), row_terms(*case.args), TOL[case.dtype], floor=0.0,
+                  float32=case.dtype == np.float32)
+
+
 def softmax_huge_margin(backend: str, csr: bool) -> Case:
     """Two rows with equal margins in both classes (loss log 2 each); the second row's are 2**60.
     The compilers once regrouped zmax - z[label] with the margins' sums and gave 0 or log 2."""

@@ -196,6 +196,10 @@ def test_bad_tiles_are_named():
         kernels.tile_csr(bad)
     with pytest.raises(ValueError, match="X has 0 features"):
         kernels.tile_csr(sp.csr_array((3, 0)))
+    for bad_cols in (0, -4, 2.5, None, True):
+        with pytest.raises(ValueError, match=f"tile_cols must be an integer >= 1, got {bad_cols!r}"):
+            kernels.tile_csr(X, tile_cols=bad_cols)
+    assert kernels.tile_csr(X, tile_cols=np.int64(5)).bounds.tolist() == [0, 5, 10, 15, 20]
 
 
 def test_cython_kernel_refuses_mismatched_arrays():

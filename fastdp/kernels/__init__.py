@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from . import _cython_dense, _cython_sparse, numba_dense, numba_margins, numba_sparse, reference
 from .losses import BINARY_LOSSES, LOSS_CODES, MULTICLASS_LOSSES
-from .tiles import MIN_FEATURES as TILE_MIN_FEATURES, TiledCSR, tile_csr as _tile_arrays
+from .tiles import MIN_FEATURES as TILE_MIN_FEATURES, TILE_COLS, TiledCSR, tile_csr as _tile_arrays
 
 BACKENDS: tuple[str, ...] = ("numba", "cython", "numpy")
 BLOCK_ROWS = 4096
@@ -275,18 +275,24 @@ def tiles_pay_off(loss: str, X) -> bool:
         and loss not in MULTICLASS_LOSSES
 
 
-def tile_csr(X) -> TiledCSR:
+def tile_csr(X, tile_cols: int = TILE_COLS) -> TiledCSR:
     """A column-tiled copy of CSR X for loss_grad_sums(..., tiles=): built once (one pass over X,
     about X's data and indices in memory again; fastdp/kernels/tiles.py has the layout and why),
     then every loss_grad_sums over X reads it instead of X. X is validated as loss_grad_sums'
-    validate=True does (bounds, indptr, sorted indices)."""
+    validate=True does (bounds, indptr, sorted indices).
+
+    tile_cols: the widest tile, in columns (default 2**17: a tile's float64 coef and gradient take
+    2 MiB, a core's L2 on the machine fastdp was tuned on; about L2 bytes / 16 elsewhere).
+    """
     if not _is_csr(X):
         raise ValueError(f"X must be a scipy.sparse CSR matrix to be tiled, got {type(X).__name__}")
+    if isinstance(tile_cols, bool) or not isinstance(tile_cols, (int, np.integer)) or tile_cols < 1:
+        raise ValueError(f"tile_cols must be an integer >= 1, got {tile_cols!r}")
     data, indices, indptr = _prepare_csr(X, validate=True)
     m, n = X.shape
     if n == 0:
         raise ValueError("X has 0 features")
-    return _tile_arrays(data, indices, indptr, n, sparse_block_rows(m, n + 2))
+    return _tile_arrays(data, indices, indptr, n, sparse_block_rows(m, n + 2), int(tile_cols))
 
 
 def _check_tiles(tiles, X, dtype: np.dtype, loss: str) -> None:
