@@ -654,19 +654,22 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
 def training_report(objective: Objective) -> dict[str, Any]:
     """Collective: every rank's rows (at the end), compute time and time waiting in the
     Allreduce, the imbalance ratio max/mean of the compute times (1.0 is perfect balance; 0
-    compute gives 1.0), the final partition and how many times the balancer moved rows.
+    compute gives 1.0), the final partition, how many times the balancer moved rows, and each
+    rank's number of CSR column tiles its full-batch kernels read (0: none, see kernels.tile_csr).
 
     {"ranks": [{"rank", "rows", "compute_s", "wait_s"}, ...], "imbalance": float,
-     "evaluations": int, "partition": [[start, stop], ...], "rebalances": int}; the same dict
-    on every rank.
+     "evaluations": int, "partition": [[start, stop], ...], "rebalances": int,
+     "csr_tiles": [int per rank]}; the same dict on every rank.
     """
     rows_per_rank = [len(p) for p in objective.ranges]
-    times = objective.comm.allgather_obj((objective.compute_seconds, objective.wait_seconds))
+    tiles = 0 if objective.tiles is None else objective.tiles.n_tiles
+    gathered = objective.comm.allgather_obj((objective.compute_seconds, objective.wait_seconds, tiles))
     return {"ranks": [{"rank": r, "rows": rows, "compute_s": c, "wait_s": w}
-                      for r, (rows, (c, w)) in enumerate(zip(rows_per_rank, times))],
-            "imbalance": _imbalance([c for c, _ in times]),
+                      for r, (rows, (c, w, _)) in enumerate(zip(rows_per_rank, gathered))],
+            "imbalance": _imbalance([c for c, _, _ in gathered]),
             "evaluations": objective.evaluations,
-            "partition": balance.describe(objective.ranges), "rebalances": objective.rebalances}
+            "partition": balance.describe(objective.ranges), "rebalances": objective.rebalances,
+            "csr_tiles": [t for _, _, t in gathered]}
 
 
 def _imbalance(compute: list[float]) -> float:
@@ -685,7 +688,8 @@ def combine_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
             "imbalance": _imbalance([r["compute_s"] for r in ranks]),
             "evaluations": sum(rep["evaluations"] for rep in reports),
             "partition": reports[-1]["partition"],
-            "rebalances": sum(rep["rebalances"] for rep in reports)}
+            "rebalances": sum(rep["rebalances"] for rep in reports),
+            "csr_tiles": reports[-1]["csr_tiles"]}
 
 
 def _read_only(theta: np.ndarray) -> np.ndarray:

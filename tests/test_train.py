@@ -221,10 +221,12 @@ def test_training_report_counts_rows_evaluations_and_times():
 def test_combined_report_adds_times_per_rank():
     one = {"ranks": [{"rank": 0, "rows": 5, "compute_s": 1.0, "wait_s": 0.5},
                      {"rank": 1, "rows": 4, "compute_s": 3.0, "wait_s": 0.0}],
-           "imbalance": 1.5, "evaluations": 2, "partition": [[0, 5], [5, 9]], "rebalances": 1}
-    both = train.combine_reports([one, one])
+           "imbalance": 1.5, "evaluations": 2, "partition": [[0, 5], [5, 9]], "rebalances": 1,
+           "csr_tiles": [0, 0]}
+    both = train.combine_reports([one, dict(one, csr_tiles=[8, 7])])
     assert both["ranks"][1] == {"rank": 1, "rows": 4, "compute_s": 6.0, "wait_s": 0.0}
     assert both["imbalance"] == 1.5 and both["evaluations"] == 4 and both["rebalances"] == 2
+    assert both["csr_tiles"] == [8, 7]
 
 
 def trajectory(X, y, **kwargs):
@@ -392,10 +394,11 @@ def test_wide_csr_trains_on_column_tiles_built_once(backend, monkeypatch):
     monkeypatch.setattr(kernels, "tile_csr", lambda X: built.append(X) or tile_csr(X))
     kwargs = dict(loss="logistic", alpha=1e-3, tol=1e-12, max_iter=200, backend=backend)
     plain = fit(X, y, solver="lbfgs", **kwargs)
-    assert built == []  # 40 features: below TILE_MIN_FEATURES
+    assert built == [] and plain.report["csr_tiles"] == [0]  # 40 features: below TILE_MIN_FEATURES
     monkeypatch.setattr(kernels, "TILE_MIN_FEATURES", 10)
     tiled = fit(X, y, solver="lbfgs", **kwargs)
     assert len(built) == 1 and built[0] is X
+    assert tiled.report["csr_tiles"] == [1]  # 40 columns: one tile (TILE_COLS is 2**17)
     np.testing.assert_allclose(tiled.coef, plain.coef, rtol=0, atol=1e-9)
     assert tiled.intercept == pytest.approx(plain.intercept, abs=1e-9)
     fit(X, y, solver="sgd", batch_size=100, **dict(kwargs, tol=0.0, max_iter=2))

@@ -255,3 +255,42 @@ for overlap in (False, True):
     plain, overlapped = assert_bitwise_equal_runs(result, f"{kind}-sgd-momentum")
     for run in plain + overlapped:
         assert run[3] == [[0, 7_000], [7_000, N_ROWS]] and run[4] == 1
+
+
+WIDE = """
+import numpy as np
+import scipy.sparse as sp
+
+def wide_problem():
+    '''4,000 rows x 2**18 features (wide enough for column tiles), ~12 non-zeros per row.'''
+    rng = np.random.default_rng(5)
+    X = sp.random(4000, 2**18, density=12 / 2**18, format="csr", random_state=rng)
+    y = np.where(X @ rng.normal(size=2**18) + 0.01 * rng.normal(size=4000) > 0, 1.0, -1.0)
+    return X, y
+
+WIDE_FIT = dict(loss="logistic", solver="gd", learning_rate=2.0, max_iter=20, tol=0.0)
+"""
+
+
+def test_wide_csr_on_column_tiles_equals_serial(mpirun):
+    """2 ranks, each reading its rows of a 2**18-feature CSR through its own column tiles, end
+    where one process does (within rounding), with the tiles on every rank in the report."""
+    namespace: dict = {}
+    exec(WIDE, namespace)
+    X, y = namespace["wide_problem"]()
+    from fastdp.train import fit
+    serial = {b: fit(X, y, backend=b, **namespace["WIDE_FIT"]) for b in ("numba", "cython")}
+    assert all(r.report["csr_tiles"] == [2] for r in serial.values())
+    result = mpirun(2, PRELUDE + WIDE + """
+from fastdp.train import fit
+X, y = wide_problem()
+rows = partition.contiguous_range(X.shape[0], comm.size, comm.rank)
+for backend in ("numba", "cython"):
+    r = fit(X[rows.start:rows.stop], y[rows.start:rows.stop], backend=backend, **WIDE_FIT)
+    say(f"THETA-{backend}", comm.rank, np.append(r.coef, r.intercept).tolist())
+    say(f"TILES-{backend}", comm.rank, r.report["csr_tiles"])
+""", timeout=180)
+    assert result.returncode == 0, result.stderr
+    for backend, r in serial.items():
+        assert result.lines(f"TILES-{backend}") == [f"TILES-{backend} {k} [2, 2]" for k in range(2)]
+        assert_all_ranks_equal_serial(result, 2, f"THETA-{backend}", np.append(r.coef, r.intercept))
