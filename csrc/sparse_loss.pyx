@@ -261,3 +261,108 @@ def tiled_csr_sums(int loss, const floating[::1] data, const index_t[::1] indice
     for c in range(chunks):
         op[n] += wp[c * width + chunk_rows]
         op[n + 1] += wp[c * width + chunk_rows + 1]
+
+
+cdef void _tile_softmax_margins(const floating* data, const index_t* indices, const int64_t* seg,
+                                Py_ssize_t T, Py_ssize_t m, const Py_ssize_t* y, const double* coef,
+                                const double* intercept, Py_ssize_t K, Py_ssize_t r0, Py_ssize_t r1,
+                                double* z, double* sums) noexcept nogil:
+    """Rows r0..r1 of a tiled CSR shard, K classes: z (r1 - r0, K) <- their dloss/dz, sums (K + 1,)
+    <- the chunk's [grad_intercept (K), loss]. Tile after tile, so the tile's coef stays in L2."""
+    cdef Py_ssize_t t, r, p, k
+    cdef const int64_t* first
+    cdef const double* w
+    cdef double* zr
+    cdef double v
+    for r in range(r1 - r0):
+        for k in range(K):
+            z[r * K + k] = intercept[k]
+    for t in range(T):
+        first = seg + t * m
+        for r in range(r0, r1):
+            zr = z + (r - r0) * K
+            for p in range(first[r], first[r + 1]):
+                v = data[p]
+                w = coef + indices[p] * K
+                for k in range(K):
+                    zr[k] += v * w[k]
+    for k in range(K + 1):
+        sums[k] = 0.0
+    for r in range(r1 - r0):
+        zr = z + r * K
+        sums[K] += softmax_row(K, zr, y[r0 + r])
+        for k in range(K):
+            sums[k] += zr[k]
+
+
+cdef void _tile_softmax_gradient(const floating* data, const index_t* indices, const int64_t* first,
+                                 Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t m, Py_ssize_t K,
+                                 const double* work, Py_ssize_t width, Py_ssize_t chunk_rows,
+                                 double* grad) noexcept nogil:
+    """One tile, K classes: grad[lo*K:hi*K] <- the sum over rows r, in row order, of the outer
+    product of row r's segment with its dloss/dz (work row r // chunk_rows)."""
+    cdef Py_ssize_t j, c, r, r0, p, k
+    cdef const double* d
+    cdef double* g
+    cdef double v
+    for j in range(lo * K, hi * K):
+        grad[j] = 0.0
+    for c in range((m + chunk_rows - 1) // chunk_rows):
+        r0 = c * chunk_rows
+        for r in range(r0, min(m, r0 + chunk_rows)):
+            d = work + c * width + (r - r0) * K
+            for p in range(first[r], first[r + 1]):
+                v = data[p]
+                g = grad + indices[p] * K
+                for k in range(K):
+                    g[k] += v * d[k]
+
+
+def tiled_csr_softmax_sums(const floating[::1] data, const index_t[::1] indices,
+                           const int64_t[::1] seg, const int64_t[::1] bounds, const Py_ssize_t[::1] y,
+                           const double[:, ::1] coef, const double[::1] intercept, double[::1] out,
+                           double[:, ::1] work, Py_ssize_t chunk_rows):
+    """Sums of the softmax cross-entropy and its gradient over a column-tiled CSR shard (the twin of
+    numba_sparse.tiled_csr_softmax_sums, the plan of tiled_csr_sums with K margins per row).
+
+    data:       (nnz,) float32 or float64, the non-zeros in tile-major order
+    indices:    (nnz,) int32 or int64, their column indices in 0..n-1
+    seg:        (T*m + 1,) int64; segment (t, r) is [seg[t*m + r], seg[t*m + r + 1])
+    bounds:     (T + 1,) int64 column bounds of the tiles, 0 .. n
+    y:          (m,) intp labels in 0..K-1
+    coef:       (n, K) C-contiguous float64
+    intercept:  (K,) float64
+    out:        (n*K + K + 1,) float64, OUT <- [grad_coef (n*K, row-major), grad_intercept (K), loss]
+    work:       (ceil(m / chunk_rows), chunk_rows*K + K + 1) float64 scratch: row c <- chunk c's
+                rows' dloss/dz (chunk_rows, K), then the chunk's [grad_intercept (K), loss] sums
+    chunk_rows: rows per chunk of the margin pass, >= 1
+    """
+    cdef Py_ssize_t m = y.shape[0], n = coef.shape[0], K = coef.shape[1], T = bounds.shape[0] - 1
+    cdef Py_ssize_t chunks = work.shape[0], width = work.shape[1], nk = n * K, tail = chunk_rows * K
+    cdef Py_ssize_t c, t, k, r0, r1
+    if (T < 1 or seg.shape[0] != T * m + 1 or width != tail + K + 1 or chunks * chunk_rows < m
+            or out.shape[0] != nk + K + 1):
+        raise ValueError(f"tiled CSR arrays do not match: {T} tiles, {m} rows, {K} classes, seg "
+                         f"{seg.shape[0]}, work ({chunks}, {width}), chunk_rows {chunk_rows}")
+    cdef const floating* dp = &data[0] if data.shape[0] else NULL
+    cdef const index_t* ip = &indices[0] if indices.shape[0] else NULL
+    cdef const int64_t* sp = &seg[0]
+    cdef const int64_t* bp = &bounds[0]
+    cdef const Py_ssize_t* yp = &y[0] if m else NULL
+    cdef const double* cp = &coef[0, 0]
+    cdef const double* bip = &intercept[0]
+    cdef double* op = &out[0]
+    cdef double* wp = &work[0, 0]
+    with nogil:
+        for c in prange(chunks, schedule="static"):
+            r0 = c * chunk_rows
+            r1 = min(m, r0 + chunk_rows)
+            _tile_softmax_margins(dp, ip, sp, T, m, yp, cp, bip, K, r0, r1, wp + c * width,
+                                  wp + c * width + tail)
+        for t in prange(T, schedule="dynamic"):
+            _tile_softmax_gradient(dp, ip, sp + t * m, bp[t], bp[t + 1], m, K, wp, width, chunk_rows, op)
+    for k in range(K + 1):
+        op[nk + k] = 0.0
+    for c in range(chunks):
+        for k in range(K + 1):
+            op[nk + k] += wp[c * width + tail + k]

@@ -194,11 +194,12 @@ class Objective:
     def _tiles(self, batch: Batch | None) -> kernels.TiledCSR | None:
         """The shard's column-tiled copy for a full pass over wide CSR X with a compiled backend
         (built at the first such pass, and again after the rows move), else None."""
-        if batch is not None or self.backend == "numpy" or not kernels.tiles_pay_off(self.loss, self.X):
+        if batch is not None or self.backend == "numpy" or not kernels.tiles_pay_off(
+                self.loss, self.X, self.K):
             return None
         if self.tiles is None:
             start = time.perf_counter()
-            self.tiles = kernels.tile_csr(self.X)
+            self.tiles = kernels.tile_csr(self.X, n_outputs=self.K)
             self.compute_seconds += time.perf_counter() - start
         return self.tiles
 

@@ -9,17 +9,20 @@
   collective with the dead one waits until MPICH's network layer notices (unbounded in practice);
   the watchdog's abort limit (FASTDP_WATCHDOG_ABORT_SECONDS) bounds it, as it bounds any hang.
 
-Times are measured from a timestamp the failing rank prints just before it fails to the moment
+Times are measured from a timestamp the failing rank writes just before it fails to the moment
 the mpiexec subprocess is over (its pipes closed: mpiexec, its proxies and every rank gone), and
-every rank's pid is checked to be gone.
+every rank's pid is checked to be gone. Pids and timestamps go to a file per rank, not through
+hydra: a job torn down by a kill can lose the output hydra had not forwarded yet.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import tempfile
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -34,24 +37,26 @@ import os, signal, sys, time
 import numpy as np
 from fastdp import world
 comm = world()
-sys.stdout.write(f"PID {comm.rank} {os.getpid()}\\n")  # one write: whole lines
-sys.stdout.flush()
-comm.barrier()  # every rank has printed its pid
+MARKS = os.open(f"{os.environ['MARKS']}.{comm.rank}", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+os.write(MARKS, f"PID {comm.rank} {os.getpid()}\\n".encode())  # one write: whole lines
+comm.barrier()  # every rank has written its pid
 
-def mark(what):  # the failing rank's timestamp, just before it fails
-    sys.stdout.write(f"{what} {time.time()!r}\\n")
-    sys.stdout.flush()
+def mark(what):  # the failing rank's timestamp, just before it fails (a kill cannot lose it)
+    os.write(MARKS, f"{what} {time.time()!r}\\n".encode())
 """
 
 
 def launch(mpirun, n: int, code: str, mpiexec_args: tuple[str, ...] = (), **env: str):
     """Run PRELUDE and code on n ranks with the mpirun fixture (a hang fails the test after
     LAUNCH_TIMEOUT_S and kills every process of the job), with extra mpiexec options and
-    environment variables; returns (returncode, stdout, stderr, the time.time() at which the job
-    was over)."""
-    result = mpirun(n, textwrap.dedent(PRELUDE) + textwrap.dedent(code), timeout=LAUNCH_TIMEOUT_S,
-                    env=dict(os.environ, **env), mpiexec_args=mpiexec_args)
-    return result.returncode, result.stdout, result.stderr, result.ended
+    environment variables; returns (returncode, stdout followed by the ranks' PID and mark lines,
+    stderr, the time.time() at which the job was over)."""
+    with tempfile.TemporaryDirectory() as marks:
+        result = mpirun(n, textwrap.dedent(PRELUDE) + textwrap.dedent(code), timeout=LAUNCH_TIMEOUT_S,
+                        env=dict(os.environ, MARKS=str(Path(marks) / "rank"), **env),
+                        mpiexec_args=mpiexec_args)
+        written = "".join(path.read_text() for path in sorted(Path(marks).iterdir()))
+    return result.returncode, result.stdout.rstrip("\n") + "\n" + written, result.stderr, result.ended
 
 
 KILLED_IN_ALLREDUCE = """

@@ -399,19 +399,21 @@ def test_extreme_values_give_the_reference_or_non_finite(case, block_rows):
 
 
 @fuzz(200)
-@given(case=cases(losses=SCALAR_LOSSES, backends=COMPILED, formats=("csr",), min_rows=0,
-                  shuffled=False)
+@given(case=cases(backends=COMPILED, formats=("csr",), min_rows=0, shuffled=False)
        | cases(losses=SCALAR_LOSSES, backends=COMPILED, formats=("csr",), extreme=True,
+               shuffled=False)
+       | cases(losses=["softmax"], backends=COMPILED, formats=("csr",), extreme=True,
                shuffled=False),
        tile_cols=st.integers(1, 6), block_rows=st.integers(1, 5))
 def test_tiled_csr_gives_the_reference_or_non_finite(case, tile_cols, block_rows):
     """The column-tiled kernels (kernels.tile_csr, tiles of tile_cols columns, chunks of
-    block_rows rows) on the same random CSR shapes, patterns, containers and values, moderate or
-    extreme: each component is the reference's to rounding, or non-finite where it is."""
+    block_rows rows; every loss) on the same random CSR shapes, patterns, containers and values,
+    moderate or extreme: each component is the reference's to rounding, or non-finite where it is."""
     out = np.full(case.size, np.nan)
     with pytest.MonkeyPatch.context() as mp, np.errstate(all="ignore"):
         mp.setattr(kernels, "BLOCK_ROWS", block_rows)
-        tiles = kernels.tile_csr(case.X, tile_cols=tile_cols)
+        tiles = kernels.tile_csr(case.X, n_outputs=kernels.n_outputs(case.loss, case.coef),
+                                 tile_cols=tile_cols)
         assert tiles.chunk_rows == block_rows  # many chunks: their sums added in order run too
         kernels.loss_grad_sums(*case.args, out, backend=case.backend, tiles=tiles)
     assert_agrees(out, reference(*case.args), row_terms(*case.args), TOL[case.dtype], floor=0.0,

@@ -1,6 +1,7 @@
 """The column-tiled CSR copy (fastdp/kernels/tiles.py) and the kernels that read it: the layout
 holds every non-zero once in its (tile, row) segment, the sums equal the NumPy reference for every
-scalar loss, dtype and index dtype, with many tiles and chunks, and do not depend on the threads."""
+loss (softmax included), dtype and index dtype, with many tiles and chunks, and do not depend on
+the threads."""
 
 import re
 
@@ -14,6 +15,7 @@ from fastdp.kernels import _cython_sparse, tiles
 
 COMPILED = ["numba", "cython"]
 SCALAR_LOSSES = ["squared", "logistic", "hinge", "squared_hinge"]
+K = 4  # classes of the softmax problems
 
 
 def wide_csr(m: int, n: int, dtype=np.float64, index_dtype=np.int32, seed: int = 0,
@@ -36,13 +38,21 @@ def wide_csr(m: int, n: int, dtype=np.float64, index_dtype=np.int32, seed: int =
 
 
 def problem(loss: str, m: int, n: int, dtype=np.float64, seed: int = 0):
+    """(y, coef, intercept): softmax labels 0..K-1 with coef (n, K), else y real or -1/+1."""
     rng = np.random.default_rng(seed + 1)
+    if loss == "softmax":
+        return rng.integers(0, K, m), rng.standard_normal((n, K)), rng.standard_normal(K)
     y = (rng.standard_normal(m) if loss == "squared" else rng.choice([-1.0, 1.0], m)).astype(dtype)
     return y, rng.standard_normal(n), 0.25
 
 
-def small_tiles(X, chunk_rows: int, tile_cols: int) -> kernels.TiledCSR:
-    return tiles.tile_csr(X.data, X.indices, X.indptr, X.shape[1], chunk_rows, tile_cols)
+def small_tiles(X, chunk_rows: int, tile_cols: int, n_outputs: int = 1) -> kernels.TiledCSR:
+    return tiles.tile_csr(X.data, X.indices, X.indptr, X.shape[1], chunk_rows, tile_cols, n_outputs)
+
+
+def reference(loss, X, y, coef, b) -> np.ndarray:
+    return kernels.loss_grad_sums(loss, X, y, coef, b, np.empty(kernels.out_size(loss, coef)),
+                                  backend="numpy")
 
 
 def with_threads(n: int, f):
@@ -92,16 +102,18 @@ def test_layout_holds_each_rows_entries_of_each_tile_in_the_rows_order(index_dty
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("loss", SCALAR_LOSSES)
+@pytest.mark.parametrize("loss", SCALAR_LOSSES + ["softmax"])
 @pytest.mark.parametrize("backend", COMPILED)
 def test_tiled_sums_match_the_reference(backend, loss, dtype):
     """Many tiles (width 9 of 100 columns), many chunks (the last one partial), empty rows."""
     X = wide_csr(1003, 100, dtype)
     y, coef, b = problem(loss, 1003, 100, dtype)
-    t = small_tiles(X, chunk_rows=128, tile_cols=9)
-    assert t.n_tiles == 12 and t.work.shape[0] == 8
-    got = kernels.loss_grad_sums(loss, X, y, coef, b, np.full(102, np.nan), backend=backend, tiles=t)
-    ref = kernels.loss_grad_sums(loss, X, y, coef, b, np.empty(102), backend="numpy")
+    k = kernels.n_outputs(loss, coef)
+    t = small_tiles(X, chunk_rows=128, tile_cols=9, n_outputs=k)
+    assert t.n_tiles == 12 and t.work.shape == (8, 128 * k + k + 1)
+    got = kernels.loss_grad_sums(loss, X, y, coef, b, np.full(coef.size + k + 1, np.nan),
+                                 backend=backend, tiles=t)
+    ref = reference(loss, X, y, coef, b)
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(got, ref, rtol=0, atol=tol * max(1.0, np.abs(ref).max()))
 
@@ -122,15 +134,17 @@ def test_tiled_sums_of_unsorted_int64_rows_and_of_an_empty_shard(backend):
     assert np.array_equal(e, np.zeros(66))
 
 
+@pytest.mark.parametrize("loss", ["logistic", "softmax"])
 @pytest.mark.parametrize("backend", COMPILED)
-def test_tiled_sums_do_not_depend_on_the_thread_count(backend):
+def test_tiled_sums_do_not_depend_on_the_thread_count(backend, loss):
     X = wide_csr(20_000, 500, seed=3)
-    y, coef, b = problem("logistic", 20_000, 500)
-    t = small_tiles(X, chunk_rows=1500, tile_cols=40)
+    y, coef, b = problem(loss, 20_000, 500)
+    k = kernels.n_outputs(loss, coef)
+    t = small_tiles(X, chunk_rows=1500, tile_cols=40, n_outputs=k)
 
     def run():
-        return kernels.loss_grad_sums("logistic", X, y, coef, b, np.empty(502), backend=backend,
-                                      tiles=t).copy()
+        return kernels.loss_grad_sums(loss, X, y, coef, b, np.empty(coef.size + k + 1),
+                                      backend=backend, tiles=t).copy()
 
     assert np.array_equal(with_threads(1, run), with_threads(2, run))
 
@@ -147,11 +161,13 @@ def test_tiled_sums_into_a_strided_out(backend):
     assert np.isnan(out[:, 1]).all()
 
 
-def test_tiles_pay_off_for_wide_csr_and_scalar_losses():
+def test_tiles_pay_off_when_coef_outgrows_l2():
     wide = sp.csr_array((10, kernels.TILE_MIN_FEATURES))
     assert kernels.tiles_pay_off("logistic", wide) and kernels.tiles_pay_off("squared", wide)
-    assert not kernels.tiles_pay_off("softmax", wide)
+    narrow = sp.csr_array((10, kernels.TILE_MIN_FEATURES // 8))  # coef (n, 8): 2**18 values
+    assert kernels.tiles_pay_off("softmax", narrow, 8) and not kernels.tiles_pay_off("softmax", narrow, 7)
     assert not kernels.tiles_pay_off("logistic", sp.csr_array((10, kernels.TILE_MIN_FEATURES - 1)))
+    assert not kernels.tiles_pay_off("lasso", wide)
     assert not kernels.tiles_pay_off("logistic", np.zeros((2, kernels.TILE_MIN_FEATURES)))
     assert not kernels.tiles_pay_off("logistic", sp.csc_array((10, kernels.TILE_MIN_FEATURES)))
 
@@ -161,7 +177,10 @@ def test_tile_csr_of_a_wide_shard_uses_the_default_tiles():
     t = kernels.tile_csr(X)
     assert t.shape == X.shape and t.nnz == X.nnz
     assert t.n_tiles == 4 and t.bounds.tolist() == [0, 2**17, 2**18, 3 * 2**17, 2**19]
-    assert t.chunk_rows == kernels.sparse_block_rows(5000, 2**19 + 2)
+    assert t.chunk_rows == kernels.sparse_block_rows(5000, 2**19 + 2) and t.n_outputs == 1
+    s = kernels.tile_csr(X, n_outputs=10)  # softmax, 10 classes: tiles of 2**17 // 10 columns
+    assert s.n_tiles == 41 and np.all(np.diff(s.bounds)[:-1] == 13107) and s.n_outputs == 10
+    assert s.work.shape == (-(-5000 // s.chunk_rows), s.chunk_rows * 10 + 11)
 
 
 def test_bad_tiles_are_named():
@@ -175,9 +194,12 @@ def test_bad_tiles_are_named():
 
     with pytest.raises(ValueError, match="tiles must be a TiledCSR from fastdp.kernels.tile_csr"):
         call(tiles=X)
-    with pytest.raises(ValueError, match="tiles serve the scalar-margin losses, not 'softmax'"):
+    with pytest.raises(ValueError, match=re.escape("tiles were built for 1 margin(s) per row but the "
+                                                   "loss has 3: build them with tile_csr(X, n_outputs=3)")):
         kernels.loss_grad_sums("softmax", X, np.zeros(50, np.int32), np.zeros((20, 3)), np.zeros(3),
                                np.empty(64), tiles=t)
+    with pytest.raises(ValueError, match="tiles were built for 3 margin"):
+        call(tiles=kernels.tile_csr(X, n_outputs=3))
     other = wide_csr(50, 20, seed=9)
     with pytest.raises(ValueError, match=re.escape(f"tiles were built from another X: tiles (50, 20) "
                                                    f"with {X.nnz} non-zeros of float64, X (50, 20) "
@@ -196,9 +218,11 @@ def test_bad_tiles_are_named():
         kernels.tile_csr(bad)
     with pytest.raises(ValueError, match="X has 0 features"):
         kernels.tile_csr(sp.csr_array((3, 0)))
-    for bad_cols in (0, -4, 2.5, None, True):
-        with pytest.raises(ValueError, match=f"tile_cols must be an integer >= 1, got {bad_cols!r}"):
-            kernels.tile_csr(X, tile_cols=bad_cols)
+    for bad in (0, -4, 2.5, "3", True):
+        with pytest.raises(ValueError, match=re.escape(f"tile_cols must be an integer >= 1, got {bad!r}")):
+            kernels.tile_csr(X, tile_cols=bad)
+        with pytest.raises(ValueError, match=re.escape(f"n_outputs must be an integer >= 1, got {bad!r}")):
+            kernels.tile_csr(X, n_outputs=bad)
     assert kernels.tile_csr(X, tile_cols=np.int64(5)).bounds.tolist() == [0, 5, 10, 15, 20]
 
 
@@ -212,3 +236,11 @@ def test_cython_kernel_refuses_mismatched_arrays():
     with pytest.raises(ValueError, match="tiled CSR arrays do not match"):
         _cython_sparse.tiled_csr_sums(0, t.data, t.indices, t.seg, t.bounds, y, coef, b,
                                       np.empty(22), t.work[:1], t.chunk_rows)
+    labels, W, B = problem("softmax", 40, 20)
+    s = small_tiles(X, 16, 5, n_outputs=K)
+    with pytest.raises(ValueError, match="tiled CSR arrays do not match.*4 classes"):
+        _cython_sparse.tiled_csr_softmax_sums(s.data, s.indices, s.seg, s.bounds, labels, W, B,
+                                              np.empty(20 * K + K + 1), t.work, s.chunk_rows)
+    with pytest.raises(ValueError, match="tiled CSR arrays do not match"):
+        _cython_sparse.tiled_csr_softmax_sums(s.data, s.indices, s.seg, s.bounds, labels, W, B,
+                                              np.empty(20 * K), s.work, s.chunk_rows)

@@ -391,7 +391,7 @@ def test_wide_csr_trains_on_column_tiles_built_once(backend, monkeypatch):
     y = np.where(X @ rng.normal(size=40) + 0.1 * rng.normal(size=3000) > 0, 1.0, -1.0)
     built = []
     tile_csr = kernels.tile_csr
-    monkeypatch.setattr(kernels, "tile_csr", lambda X: built.append(X) or tile_csr(X))
+    monkeypatch.setattr(kernels, "tile_csr", lambda X, **kw: built.append(X) or tile_csr(X, **kw))
     kwargs = dict(loss="logistic", alpha=1e-3, tol=1e-12, max_iter=200, backend=backend)
     plain = fit(X, y, solver="lbfgs", **kwargs)
     assert built == [] and plain.report["csr_tiles"] == [0]  # 40 features: below TILE_MIN_FEATURES
@@ -403,3 +403,21 @@ def test_wide_csr_trains_on_column_tiles_built_once(backend, monkeypatch):
     assert tiled.intercept == pytest.approx(plain.intercept, abs=1e-9)
     fit(X, y, solver="sgd", batch_size=100, **dict(kwargs, tol=0.0, max_iter=2))
     assert len(built) == 1
+
+
+@pytest.mark.parametrize("backend", ["numba", "cython"])
+def test_softmax_on_wide_csr_trains_on_column_tiles(backend, monkeypatch):
+    """Softmax over K classes tiles when features x K reach TILE_MIN_FEATURES, and ends where the
+    plain CSR kernels end."""
+    import scipy.sparse as sp
+    rng = np.random.default_rng(8)
+    X = sp.csr_matrix(rng.normal(size=(2000, 30)) * (rng.random((2000, 30)) < 0.3))
+    y = np.argmax(X @ rng.normal(size=(30, 3)) + 0.1 * rng.normal(size=(2000, 3)), axis=1)
+    kwargs = dict(loss="softmax", n_classes=3, solver="lbfgs", alpha=1e-3, tol=1e-12, max_iter=200,
+                  backend=backend)
+    plain = fit(X, y, **kwargs)
+    monkeypatch.setattr(kernels, "TILE_MIN_FEATURES", 90)  # 30 features x 3 classes
+    tiled = fit(X, y, **kwargs)
+    assert plain.report["csr_tiles"] == [0] and tiled.report["csr_tiles"] == [1]
+    np.testing.assert_allclose(tiled.coef, plain.coef, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(tiled.intercept, plain.intercept, rtol=0, atol=1e-9)

@@ -8,9 +8,9 @@
 
 The contenders are "numba" and "cython" (fastdp's fused one-pass kernels through
 loss_grad_sums, with preallocated out and scratch and validate=False, as in a training loop; on
-wide CSR with a scalar loss, reading the column-tiled copy kernels.tile_csr built once, as a
-full-batch fit does) and "numpy": the textbook two passes, margins then X.T @ dloss (NumPy for
-dense X, SciPy for CSR).
+wide CSR, reading the column-tiled copy kernels.tile_csr built once, as a full-batch fit does)
+and "numpy": the textbook two passes, margins then X.T @ dloss (NumPy for dense X, SciPy for
+CSR).
 Shared by `fastdp bench kernels`, the pytest-benchmark suite and the asv suite.
 """
 
@@ -120,8 +120,9 @@ def make_kernel(case: Case, name: str, s: Shard) -> Callable[[], np.ndarray]:
         return lambda: kernels.loss_grad_sums(case.loss, *s, out, backend="numpy", validate=False)
     if name not in CONTENDERS:
         raise ValueError(f"name must be one of {list(CONTENDERS)}, got {name!r}")
-    if kernels.tiles_pay_off(case.loss, s.X):
-        tiles = kernels.tile_csr(s.X)
+    K = kernels.n_outputs(case.loss, s.coef)
+    if kernels.tiles_pay_off(case.loss, s.X, K):
+        tiles = kernels.tile_csr(s.X, n_outputs=K)
         return lambda: kernels.loss_grad_sums(case.loss, *s, out, backend=name, tiles=tiles,
                                               validate=False)
     scratch = np.empty(kernels.scratch_shape(case.loss, s.X, s.coef))

@@ -3,7 +3,7 @@
     loss_grad(loss, X, y, coef, intercept, backend="numba") -> (loss_sum, grad_coef, grad_intercept)
     loss_grad_sums(loss, X, y, coef, intercept, out, backend=..., scratch=..., validate=...,
                    tiles=...) -> out
-    tile_csr(X) -> TiledCSR, a column-tiled copy of wide CSR X that loss_grad_sums(tiles=) reads
+    tile_csr(X, n_outputs=K) -> TiledCSR, a column-tiled copy of wide CSR X for loss_grad_sums(tiles=)
 
 Sums, never means: the global mean is the Allreduce of the sums divided by the global row count,
 whatever the shard sizes. No regularization here (it is added once, after the reduction).
@@ -18,7 +18,7 @@ Backends share one contract: "numba" (numba_dense.py, numba_sparse.py), "cython"
 in tests). The compiled backends accumulate in float64 over fixed blocks of rows, one private
 accumulator per block, summed in block order, so their results do not depend on the number of
 threads. Dense blocks have BLOCK_ROWS rows; CSR blocks are sized by `sparse_block_rows`. With
-tiles (tiles.py: wide CSR, the scalar losses) every sum runs in an order fixed by the shape, so
+tiles (tiles.py: wide CSR) every sum runs in an order fixed by the shape, so
 those results do not depend on the thread count either.
 
 This package imports nothing else of fastdp and knows nothing of MPI.
@@ -50,7 +50,13 @@ _BLOCK_KERNELS = {
     ("cython", True, False): _cython_sparse.csr_block_sums,
     ("cython", True, True): _cython_sparse.csr_softmax_block_sums,
 }
-_TILED_KERNELS = {"numba": numba_sparse.tiled_csr_sums, "cython": _cython_sparse.tiled_csr_sums}
+# (backend, loss is multiclass) -> kernel over a column-tiled CSR shard (tiles.py)
+_TILED_KERNELS = {
+    ("numba", False): numba_sparse.tiled_csr_sums,
+    ("numba", True): numba_sparse.tiled_csr_softmax_sums,
+    ("cython", False): _cython_sparse.tiled_csr_sums,
+    ("cython", True): _cython_sparse.tiled_csr_softmax_sums,
+}
 
 
 def n_blocks(n_rows: int, block_rows: int = BLOCK_ROWS) -> int:
@@ -267,41 +273,49 @@ def validate_input(loss: str, X, y, coef, intercept) -> None:
     _prepare(loss, X, y, coef, intercept, "numpy", validate=True)
 
 
-def tiles_pay_off(loss: str, X) -> bool:
-    """True when a column-tiled copy of X (tile_csr) speeds up loss_grad_sums: X is CSR with at
-    least TILE_MIN_FEATURES features (coef and the gradient no longer fit in a core's L2) and the
-    loss is a scalar-margin one."""
-    return _is_csr(X) and X.shape[1] >= TILE_MIN_FEATURES and loss in LOSS_CODES \
-        and loss not in MULTICLASS_LOSSES
+def tiles_pay_off(loss: str, X, n_outputs: int = 1) -> bool:
+    """True when a column-tiled copy of X (tile_csr) speeds up loss_grad_sums: X is CSR whose
+    coef, features x n_outputs (K classes for "softmax", else 1) values, holds at least
+    TILE_MIN_FEATURES values, so coef and the gradient no longer fit in a core's L2."""
+    return _is_csr(X) and loss in LOSS_CODES and X.shape[1] * n_outputs >= TILE_MIN_FEATURES
 
 
-def tile_csr(X, tile_cols: int = TILE_COLS) -> TiledCSR:
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def tile_csr(X, n_outputs: int = 1, tile_cols: int | None = None) -> TiledCSR:
     """A column-tiled copy of CSR X for loss_grad_sums(..., tiles=): built once (one pass over X,
     about X's data and indices in memory again; fastdp/kernels/tiles.py has the layout and why),
     then every loss_grad_sums over X reads it instead of X. X is validated as loss_grad_sums'
     validate=True does (bounds, indptr, sorted indices).
 
-    tile_cols: the widest tile, in columns (default 2**17: a tile's float64 coef and gradient take
-    2 MiB, a core's L2 on the machine fastdp was tuned on; about L2 bytes / 16 elsewhere).
+    n_outputs: K, the margins per row of the loss it serves (coef's columns for "softmax", else 1)
+    tile_cols: the widest tile, in columns (default TILE_COLS // K, TILE_COLS = 2**17: a tile's
+               float64 coef and gradient take 2 MiB, a core's L2 on the machine fastdp was tuned
+               on; about L2 bytes / (16 K) elsewhere)
     """
     if not _is_csr(X):
         raise ValueError(f"X must be a scipy.sparse CSR matrix to be tiled, got {type(X).__name__}")
-    if isinstance(tile_cols, bool) or not isinstance(tile_cols, (int, np.integer)) or tile_cols < 1:
-        raise ValueError(f"tile_cols must be an integer >= 1, got {tile_cols!r}")
+    K = _positive_int(n_outputs, "n_outputs")
+    tile_cols = max(1, TILE_COLS // K) if tile_cols is None else _positive_int(tile_cols, "tile_cols")
     data, indices, indptr = _prepare_csr(X, validate=True)
     m, n = X.shape
     if n == 0:
         raise ValueError("X has 0 features")
-    return _tile_arrays(data, indices, indptr, n, sparse_block_rows(m, n + 2), int(tile_cols))
+    return _tile_arrays(data, indices, indptr, n, sparse_block_rows(m, n * K + K + 1), tile_cols, K)
 
 
-def _check_tiles(tiles, X, dtype: np.dtype, loss: str) -> None:
-    """O(1) checks that `tiles` is tile_csr(X) for a loss the tiled kernels compute."""
+def _check_tiles(tiles, X, dtype: np.dtype, K: int) -> None:
+    """O(1) checks that `tiles` is tile_csr(X, n_outputs=K)."""
     if not isinstance(tiles, TiledCSR):
         raise ValueError(f"tiles must be a TiledCSR from fastdp.kernels.tile_csr(X), got "
                          f"{type(tiles).__name__}")
-    if loss in MULTICLASS_LOSSES:
-        raise ValueError(f"tiles serve the scalar-margin losses, not {loss!r}")
+    if tiles.n_outputs != K:
+        raise ValueError(f"tiles were built for {tiles.n_outputs} margin(s) per row but the loss has "
+                         f"{K}: build them with tile_csr(X, n_outputs={K})")
     if not _is_csr(X) or tiles.shape != X.shape or tiles.nnz != X.nnz or tiles.data.dtype != dtype:
         raise ValueError(f"tiles were built from another X: tiles {tiles.shape} with {tiles.nnz} "
                          f"non-zeros of {tiles.data.dtype}, X {X.shape}"
@@ -326,9 +340,9 @@ def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend
                sums (allocated when None; ignored by "numpy")
     validate:  True runs every check (validate_input); False only the O(1) shape and dtype checks,
                for a loop that validated its input once
-    tiles:     optional tile_csr(X), for CSR X and a scalar-margin loss: the compiled backends
-               read it instead of X (faster when tiles_pay_off(loss, X)); it must be rebuilt when
-               X changes (shape, nnz and dtype are checked, not the values). "numpy" ignores it.
+    tiles:     optional tile_csr(X, n_outputs=K), for CSR X: the compiled backends read it instead
+               of X (faster when tiles_pay_off(loss, X, K)); it must be rebuilt when X changes
+               (shape, nnz and dtype are checked, not the values). "numpy" ignores it.
     Returns out. An empty shard (m = 0) gives zeros.
     """
     parts, y, coef, intercept, K = _prepare(loss, X, y, coef, intercept, backend, validate)
@@ -337,13 +351,17 @@ def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend
     if out.shape != (size,) or out.dtype != np.float64:
         raise ValueError(f"out must be float64 of shape ({size},), got {out.dtype} {out.shape}")
     if tiles is not None:
-        _check_tiles(tiles, X, parts[0].dtype, loss)
+        _check_tiles(tiles, X, parts[0].dtype, K)
     if backend == "numpy":
         return reference.sums(loss, X, y, coef, intercept, out)
     if tiles is not None:
         sums = out if out.flags.c_contiguous else np.empty(size)
-        _TILED_KERNELS[backend](LOSS_CODES[loss], tiles.data, tiles.indices, tiles.seg, tiles.bounds,
-                                y, coef, intercept, sums, tiles.work, tiles.chunk_rows)
+        arrays = (tiles.data, tiles.indices, tiles.seg, tiles.bounds, y, coef, intercept, sums,
+                  tiles.work, tiles.chunk_rows)
+        if loss in MULTICLASS_LOSSES:
+            _TILED_KERNELS[backend, True](*arrays)
+        else:
+            _TILED_KERNELS[backend, False](LOSS_CODES[loss], *arrays)
         out[:] = sums
         return out
     csr = len(parts) == 3

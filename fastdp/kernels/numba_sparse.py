@@ -154,3 +154,67 @@ def tiled_csr_sums(loss, data, indices, seg, bounds, y, coef, intercept, out, wo
     for c in range(work.shape[0]):
         out[n] += work[c, chunk_rows]
         out[n + 1] += work[c, chunk_rows + 1]
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def tiled_csr_softmax_sums(data, indices, seg, bounds, y, coef, intercept, out, work, chunk_rows):
+    """Sums of the softmax cross-entropy and its gradient over a column-tiled CSR shard (tiles.py),
+    the plan of tiled_csr_sums with K margins per row.
+
+    data:       (nnz,) float32 or float64, the non-zeros in tile-major order
+    indices:    (nnz,) int32 or int64, their column indices in 0..n-1
+    seg:        (T*m + 1,) int64; segment (t, r) of tile t and row r is [seg[t*m + r], seg[t*m + r + 1])
+    bounds:     (T + 1,) int64 column bounds of the tiles, 0 .. n
+    y:          (m,) intp labels in 0..K-1
+    coef:       (n, K) C-contiguous float64
+    intercept:  (K,) float64
+    out:        (n*K + K + 1,) float64, OUT <- [grad_coef (n*K, row-major), grad_intercept (K), loss]
+    work:       (ceil(m / chunk_rows), chunk_rows*K + K + 1) float64 scratch: row c <- chunk c's
+                rows' dloss/dz (chunk_rows, K), then the chunk's [grad_intercept (K), loss] sums
+    chunk_rows: int >= 1, rows per chunk of the margin pass
+    """
+    m = y.shape[0]
+    n, K = coef.shape
+    nk = n * K
+    T = bounds.shape[0] - 1
+    tail = chunk_rows * K
+    for c in prange(work.shape[0]):
+        r0 = c * chunk_rows
+        r1 = min(m, r0 + chunk_rows)
+        z = work[c, :(r1 - r0) * K].reshape((r1 - r0, K))
+        for r in range(r1 - r0):
+            z[r] = intercept
+        for t in range(T):
+            first = seg[t * m:(t + 1) * m + 1]
+            for r in range(r0, r1):
+                zr = z[r - r0]
+                for p in range(first[r], first[r + 1]):
+                    v = data[p]
+                    w = coef[np.uintp(indices[p])]
+                    for k in range(K):
+                        zr[k] += v * w[k]
+        sums = work[c, tail:tail + K + 1]
+        sums[:] = 0.0
+        for r in range(r1 - r0):
+            sums[K] += softmax_row(z[r], y[r0 + r])
+            for k in range(K):
+                sums[k] += z[r, k]
+    grad = out[:nk].reshape((n, K))
+    for t in prange(T):
+        grad[bounds[t]:bounds[t + 1]] = 0.0
+        first = seg[t * m:(t + 1) * m + 1]
+        for c in range(work.shape[0]):
+            r0 = c * chunk_rows
+            rows = min(m, r0 + chunk_rows) - r0
+            d = work[c, :rows * K].reshape((rows, K))
+            for r in range(r0, r0 + rows):
+                dr = d[r - r0]
+                for p in range(first[r], first[r + 1]):
+                    v = data[p]
+                    g = grad[np.uintp(indices[p])]
+                    for k in range(K):
+                        g[k] += v * dr[k]
+    out[nk:] = 0.0
+    for c in range(work.shape[0]):
+        for k in range(K + 1):
+            out[nk + k] += work[c, tail + k]

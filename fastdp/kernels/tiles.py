@@ -4,8 +4,9 @@ Why: a CSR loss-gradient pass reads coef[j] and adds to grad[j] at every non-zer
 With 2**20 features coef and grad are 8 MiB each, far beyond a core's L2 (2 MiB here), so each
 non-zero costs two L3 round trips and the kernel runs at L3 latency, not memory bandwidth
 (measured: the same non-zeros at columns < 2**14 run 3.6x faster). Cutting the columns into tiles
-of at most TILE_COLS (2**17: 1 MiB of coef plus 1 MiB of grad) and visiting the non-zeros tile by
-tile keeps each tile's coef and grad in L2. The pass then reads X twice (margins, then gradient),
+of at most TILE_COLS / K (2**17 for the scalar losses, K = 1: 1 MiB of coef plus 1 MiB of grad;
+softmax's K classes make a column K values wide) and visiting the non-zeros tile by tile keeps
+each tile's coef and grad in L2. The pass then reads X twice (margins, then gradient),
 but as two streams instead of 40 million random L3 accesses.
 
 Layout (TiledCSR), for a shard of m rows, n features and nnz non-zeros cut into T column tiles
@@ -16,15 +17,16 @@ Layout (TiledCSR), for a shard of m rows, n features and nnz non-zeros cut into 
     indices:  (nnz,) X's index dtype, their column indices (global, 0..n-1)
     seg:      (T*m + 1,) int64; segment (t, r) is data[seg[t*m + r] : seg[t*m + r + 1]]
     bounds:   (T + 1,) int64 column bounds, bounds[0] = 0 and bounds[T] = n
-Tiles are at most TILE_COLS wide, ceil(n / TILE_COLS) of them when the non-zeros are spread
+Tiles are at most tile_cols wide, ceil(n / tile_cols) of them when the non-zeros are spread
 evenly; a tile is cut earlier where it would hold more than 1.25 times that many tiles' average
 share of the non-zeros, so the gradient pass (one thread per tile) stays balanced when a few
 columns hold most of the non-zeros. The tiles depend on X only, never on the thread count, so the
 kernels' sums do not either; threads beyond the number of tiles idle in the gradient pass. The copy costs X's data and indices again, plus 8 bytes per row and
 tile (2**20 features: 64 bytes per row).
 
-kernels.loss_grad_sums(..., tiles=tile_csr(X)) uses it for the scalar-margin losses on the
-compiled backends (numba_sparse.tiled_csr_sums, csrc/sparse_loss.pyx tiled_csr_sums).
+kernels.loss_grad_sums(..., tiles=kernels.tile_csr(X, n_outputs=K)) uses it on the compiled
+backends: numba_sparse.tiled_csr_sums and tiled_csr_softmax_sums, and their twins in
+csrc/sparse_loss.pyx.
 """
 
 from dataclasses import dataclass
@@ -33,16 +35,19 @@ import numpy as np
 from numba import njit, prange
 
 TILE_COLS = 2**17  # widest tile: 1 MiB of float64 coef + 1 MiB of gradient, a core's L2 here
-MIN_FEATURES = 2 * TILE_COLS  # below this coef and grad fit in L2 and the plain CSR kernel wins
+MIN_FEATURES = 2 * TILE_COLS  # coef values (features x K): below this coef and grad fit in L2
 
 
 @dataclass(frozen=True, eq=False)
 class TiledCSR:
-    """A column-tiled copy of a CSR shard (layout in the module docstring), with the scratch the
-    tiled kernels use: work (n_chunks, chunk_rows + 2) float64, row c holding chunk c's per-row
-    derivatives and its [grad_intercept, loss] sums. One kernel call at a time per TiledCSR."""
+    """A column-tiled copy of a CSR shard (layout in the module docstring) for a loss with
+    n_outputs margins per row (K; 1 for the scalar losses), with the scratch the tiled kernels
+    use: work (n_chunks, chunk_rows*K + K + 1) float64, row c holding the derivatives of chunk c's
+    rows (chunk_rows x K), then the chunk's [grad_intercept (K), loss] sums. One kernel call at a
+    time per TiledCSR."""
 
     shape: tuple[int, int]
+    n_outputs: int
     data: np.ndarray
     indices: np.ndarray
     seg: np.ndarray
@@ -102,7 +107,7 @@ def _fill(data, indices, indptr, bounds, out_data, out_indices, seg):
 
 
 def tile_csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, n: int, chunk_rows: int,
-             tile_cols: int = TILE_COLS) -> TiledCSR:
+             tile_cols: int = TILE_COLS, n_outputs: int = 1) -> TiledCSR:
     """The column-tiled copy of a CSR shard (arrays already validated by the caller).
 
     data:       (nnz,) float32 or float64
@@ -111,6 +116,7 @@ def tile_csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, n: int, 
     n:          number of features
     chunk_rows: rows per chunk of the margin pass (fastdp.kernels picks it by sparse_block_rows)
     tile_cols:  widest tile, >= 1
+    n_outputs:  K, the margins per row of the loss the copy serves (work's width depends on it)
     """
     m = indptr.size - 1
     bounds = tile_bounds(indices, n, tile_cols)
@@ -118,5 +124,5 @@ def tile_csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, n: int, 
     seg = np.empty((bounds.size - 1) * m + 1, dtype=np.int64)
     _fill(data, indices, indptr, bounds, out_data, out_indices, seg)
     chunks = max(1, -(-m // chunk_rows))
-    return TiledCSR((m, n), out_data, out_indices, seg, bounds, chunk_rows,
-                    np.empty((chunks, chunk_rows + 2)))
+    return TiledCSR((m, n), n_outputs, out_data, out_indices, seg, bounds, chunk_rows,
+                    np.empty((chunks, chunk_rows * n_outputs + n_outputs + 1)))
