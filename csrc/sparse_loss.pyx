@@ -195,24 +195,6 @@ cdef void _tile_margins(int loss, const floating* data, const index_t* indices, 
     sums[1] = total
 
 
-cdef void _tile_gradient(const floating* data, const index_t* indices, const int64_t* first,
-                         Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t m, const double* work,
-                         Py_ssize_t width, Py_ssize_t chunk_rows, double* out) noexcept nogil:
-    """One tile of a tiled CSR shard: out[lo:hi] <- sum over rows r, in row order, of
-    d_r * (row r's segment), d_r read from work (chunk r // chunk_rows, column r % chunk_rows)."""
-    cdef Py_ssize_t j, c, r, r0, p
-    cdef double d
-    for j in range(lo, hi):
-        out[j] = 0.0
-    for c in range((m + chunk_rows - 1) // chunk_rows):
-        r0 = c * chunk_rows
-        for r in range(r0, min(m, r0 + chunk_rows)):
-            d = work[c * width + r - r0]
-            if d != 0.0:  # hinge losses: rows past the margin add nothing
-                for p in range(first[r], first[r + 1]):
-                    out[indices[p]] += d * data[p]
-
-
 def tiled_csr_sums(int loss, const floating[::1] data, const index_t[::1] indices,
                    const int64_t[::1] seg, const int64_t[::1] bounds, const floating[::1] y,
                    const double[::1] coef, double intercept, double[::1] out, double[:, ::1] work,
@@ -255,7 +237,7 @@ def tiled_csr_sums(int loss, const floating[::1] data, const index_t[::1] indice
             _tile_margins(loss, dp, ip, sp, T, m, yp, cp, intercept, r0, r1, wp + c * width,
                           wp + c * width + chunk_rows)
         for t in prange(T, schedule="dynamic"):
-            _tile_gradient(dp, ip, sp + t * m, bp[t], bp[t + 1], m, wp, width, chunk_rows, op)
+            _tile_gradient(dp, ip, sp + t * m, bp[t], bp[t + 1], m, 1, wp, width, chunk_rows, op)
     op[n] = 0.0
     op[n + 1] = 0.0
     for c in range(chunks):
@@ -295,12 +277,13 @@ cdef void _tile_softmax_margins(const floating* data, const index_t* indices, co
             sums[k] += zr[k]
 
 
-cdef void _tile_softmax_gradient(const floating* data, const index_t* indices, const int64_t* first,
-                                 Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t m, Py_ssize_t K,
-                                 const double* work, Py_ssize_t width, Py_ssize_t chunk_rows,
-                                 double* grad) noexcept nogil:
-    """One tile, K classes: grad[lo*K:hi*K] <- the sum over rows r, in row order, of the outer
-    product of row r's segment with its dloss/dz (work row r // chunk_rows)."""
+cdef void _tile_gradient(const floating* data, const index_t* indices, const int64_t* first,
+                         Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t m, Py_ssize_t K,
+                         const double* work, Py_ssize_t width, Py_ssize_t chunk_rows,
+                         double* grad) noexcept nogil:
+    """One tile of a tiled CSR shard, K margins per row (K = 1: the scalar losses):
+    grad[lo*K:hi*K] <- the sum over rows r, in row order, of the outer product of row r's segment
+    with its K derivatives, read from work row r // chunk_rows at (r % chunk_rows) * K."""
     cdef Py_ssize_t j, c, r, r0, p, k
     cdef const double* d
     cdef double* g
@@ -311,6 +294,8 @@ cdef void _tile_softmax_gradient(const floating* data, const index_t* indices, c
         r0 = c * chunk_rows
         for r in range(r0, min(m, r0 + chunk_rows)):
             d = work + c * width + (r - r0) * K
+            if K == 1 and d[0] == 0.0:  # hinge losses: rows past the margin add nothing
+                continue
             for p in range(first[r], first[r + 1]):
                 v = data[p]
                 g = grad + indices[p] * K
@@ -360,7 +345,7 @@ def tiled_csr_softmax_sums(const floating[::1] data, const index_t[::1] indices,
             _tile_softmax_margins(dp, ip, sp, T, m, yp, cp, bip, K, r0, r1, wp + c * width,
                                   wp + c * width + tail)
         for t in prange(T, schedule="dynamic"):
-            _tile_softmax_gradient(dp, ip, sp + t * m, bp[t], bp[t + 1], m, K, wp, width, chunk_rows, op)
+            _tile_gradient(dp, ip, sp + t * m, bp[t], bp[t + 1], m, K, wp, width, chunk_rows, op)
     for k in range(K + 1):
         op[nk + k] = 0.0
     for c in range(chunks):
