@@ -77,6 +77,8 @@ def test_a_process_that_outlives_its_job_fails_the_test_and_is_killed(mpirun, tm
 
 
 def test_a_job_that_ends_cleanly_passes(mpirun, command):
-    assert mpirun(2, "import os; print('RANK', os.environ['PMI_RANK'])", timeout=60).lines(
-        "RANK") == ["RANK 0", "RANK 1"]
+    # one write per rank: with PYTHONUNBUFFERED set, print('RANK', r) writes its pieces one by one
+    # and the two ranks' pieces interleaved ('RANKRANK 1') in a CI run
+    code = "import os, sys; sys.stdout.write(f\"RANK {os.environ['PMI_RANK']}\\n\")"
+    assert mpirun(2, code, timeout=60).lines("RANK") == ["RANK 0", "RANK 1"]
     assert command("sh", "-c", "echo done", timeout=60).stdout == "done\n"
