@@ -161,12 +161,23 @@ def test_tiled_sums_into_a_strided_out(backend):
     assert np.isnan(out[:, 1]).all()
 
 
-def test_tiles_pay_off_when_coef_outgrows_l2():
-    wide = sp.csr_array((10, kernels.TILE_MIN_FEATURES))
+def test_tiles_pay_off_when_coef_outgrows_l2_and_the_copy_stays_small():
+    def csr(n, per_row=2, m=10, index_dtype=np.int32):
+        indptr = np.arange(0, per_row * m + 1, per_row)
+        X = sp.csr_array((np.ones(per_row * m), np.arange(per_row * m) % n, indptr), shape=(m, n))
+        X.indices, X.indptr = X.indices.astype(index_dtype), indptr.astype(index_dtype)
+        return X
+
+    wide = csr(kernels.TILE_MIN_FEATURES)  # 2 tiles: 16 bytes of segments per row, 24 of X
     assert kernels.tiles_pay_off("logistic", wide) and kernels.tiles_pay_off("squared", wide)
-    narrow = sp.csr_array((10, kernels.TILE_MIN_FEATURES // 8))  # coef (n, 8): 2**18 values
+    assert not kernels.tiles_pay_off("logistic", csr(kernels.TILE_MIN_FEATURES, per_row=1))
+    assert kernels.tiles_pay_off("logistic", csr(kernels.TILE_MIN_FEATURES, 1, index_dtype=np.int64))
+    narrow = csr(kernels.TILE_MIN_FEATURES // 8)  # coef (n, 8): 2**18 values, 2 tiles
     assert kernels.tiles_pay_off("softmax", narrow, 8) and not kernels.tiles_pay_off("softmax", narrow, 7)
-    assert not kernels.tiles_pay_off("logistic", sp.csr_array((10, kernels.TILE_MIN_FEATURES - 1)))
+    # 2**20 features, 8 classes: 64 tiles of 2**14 columns, 512 bytes of segments per row
+    assert not kernels.tiles_pay_off("softmax", csr(2**20, per_row=42), 8)  # X: 504 bytes a row
+    assert kernels.tiles_pay_off("softmax", csr(2**20, per_row=43), 8)  # X: 516
+    assert not kernels.tiles_pay_off("logistic", csr(kernels.TILE_MIN_FEATURES - 1))
     assert not kernels.tiles_pay_off("lasso", wide)
     assert not kernels.tiles_pay_off("logistic", np.zeros((2, kernels.TILE_MIN_FEATURES)))
     assert not kernels.tiles_pay_off("logistic", sp.csc_array((10, kernels.TILE_MIN_FEATURES)))

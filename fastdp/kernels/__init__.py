@@ -274,10 +274,15 @@ def validate_input(loss: str, X, y, coef, intercept) -> None:
 
 
 def tiles_pay_off(loss: str, X, n_outputs: int = 1) -> bool:
-    """True when a column-tiled copy of X (tile_csr) speeds up loss_grad_sums: X is CSR whose
-    coef, features x n_outputs (K classes for "softmax", else 1) values, holds at least
-    TILE_MIN_FEATURES values, so coef and the gradient no longer fit in a core's L2."""
-    return _is_csr(X) and loss in LOSS_CODES and X.shape[1] * n_outputs >= TILE_MIN_FEATURES
+    """True when a column-tiled copy of X (tile_csr) speeds up loss_grad_sums at a bounded memory
+    cost: X is CSR whose coef, features x n_outputs (K classes for "softmax", else 1) values, holds
+    at least TILE_MIN_FEATURES values, so coef and the gradient no longer fit in a core's L2, and
+    the copy's segment table (8 bytes per row and tile) is no larger than X's data and indices,
+    which the copy holds again (many classes over few non-zeros per row would make it larger)."""
+    if not (_is_csr(X) and loss in LOSS_CODES and X.shape[1] * n_outputs >= TILE_MIN_FEATURES):
+        return False
+    n_tiles = -(-X.shape[1] // max(1, TILE_COLS // n_outputs))
+    return 8 * n_tiles * X.shape[0] <= X.nnz * (X.data.itemsize + X.indices.itemsize)
 
 
 def _positive_int(value, name: str) -> int:
