@@ -64,6 +64,7 @@ from .validation import check_shard
 
 SOLVERS = ("gd", "sgd", "adam", "adamw", "lbfgs")
 MINI_BATCH_DEFAULT = 256
+CSR_TILES_VARIABLE = "FASTDP_CSR_TILES"  # "0": never build column tiles (they cost X's memory again)
 
 Callback = Callable[[int, np.ndarray, float], None]
 FIRST_ORDER = ("gd", "sgd", "adam", "adamw")
@@ -113,7 +114,7 @@ class Objective:
     def __init__(self, X: Any, y: np.ndarray, loss: str, n_outputs: int, penalty: optim.Penalty,
                  fit_intercept: bool, backend: str, comm: Comm, ranges: list[range],
                  balancer: balance.LoadBalancer | None = None, rebalance_every: int = 1,
-                 deterministic: bool = False) -> None:
+                 deterministic: bool = False, csr_tiles: bool = True) -> None:
         self.X, self.y, self.loss, self.backend, self.comm = X, y, loss, backend, comm
         self.ranges, self.balancer, self.rebalance_every = ranges, balancer, rebalance_every
         self.rebalances = 0
@@ -130,7 +131,8 @@ class Objective:
         self.signals = 0.0  # the reduced signal slot of the last step: the sum of the signals
         self.grad = np.empty(self.size)
         self.scratch: dict[tuple[int, int], np.ndarray] = {}  # the kernels' block sums, by shape
-        self.tiles: kernels.TiledCSR | None = None  # column-tiled copy of wide CSR X, built lazily
+        self.csr_tiles = csr_tiles  # may full passes over wide CSR read a column-tiled copy?
+        self.tiles: kernels.TiledCSR | None = None  # that copy, built at the first such pass
         self.compute_seconds = 0.0  # this rank's time in its kernels (batch preparation included)
         self.wait_seconds = 0.0  # this rank's time in the Allreduce (with overlap: starting the
         # Iallreduce and blocked in its wait), waiting for the others included
@@ -194,8 +196,8 @@ class Objective:
     def _tiles(self, batch: Batch | None) -> kernels.TiledCSR | None:
         """The shard's column-tiled copy for a full pass over wide CSR X with a compiled backend
         (built at the first such pass, and again after the rows move), else None."""
-        if batch is not None or self.backend == "numpy" or not kernels.tiles_pay_off(
-                self.loss, self.X, self.K):
+        if batch is not None or self.backend == "numpy" or not self.csr_tiles or \
+                not kernels.tiles_pay_off(self.loss, self.X, self.K):
             return None
         if self.tiles is None:
             start = time.perf_counter()
@@ -560,6 +562,10 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
        overlap=True is refused (ValueError). benchmarks/bench_deterministic.py measures the
        cost against deterministic=False. resume= continues a deterministic run bitwise, on
        any number of ranks.
+    Wide CSR: full passes (every step of the full-batch solvers) read a column-tiled copy of the
+    shard (kernels.tile_csr, built at the first pass, again after rows move) when
+    kernels.tiles_pay_off says so; it costs X's data and indices again in memory.
+    FASTDP_CSR_TILES=0 in the environment turns it off (the report's csr_tiles says per rank).
     A NaN or inf in a step's reduced loss or gradient sums (or in a state about to be
     checkpointed) raises NonFiniteError on every rank, naming the step (epoch and batch too for
     mini-batch; all from 0), the last good checkpoint and a smaller learning rate to try.
@@ -577,6 +583,10 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
                                   checkpoint_keep, resume)
     if error is None:
         error = _deterministic_error(deterministic, overlap)
+    csr_tiles = os.environ.get(CSR_TILES_VARIABLE, "1")
+    if error is None and csr_tiles not in ("0", "1"):
+        error = (f"{CSR_TILES_VARIABLE} must be 0 (never) or 1 (full-batch fits read wide CSR "
+                 f"through column tiles, the default), got {csr_tiles!r}")
     if error is None:
         X, y, error = check_shard(X, y, loss, n_classes)
     raise_if_any(comm, error)
@@ -598,7 +608,7 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     if rebalance_every is None:
         rebalance_every = 1 if mini_batch else 10
     objective = Objective(X, y, loss, K, penalty, fit_intercept, backend, comm, ranges, balancer,
-                          rebalance_every, bool(deterministic))
+                          rebalance_every, bool(deterministic), csr_tiles=csr_tiles == "1")
     n_rows = sum(rows_per_rank)
     batch_size = (batch_size or MINI_BATCH_DEFAULT) if mini_batch else None
     config = {"loss": loss, "n_classes": K, "solver": solver, "learning_rate": float(learning_rate),

@@ -403,6 +403,11 @@ def test_wide_csr_trains_on_column_tiles_built_once(backend, monkeypatch):
     assert tiled.intercept == pytest.approx(plain.intercept, abs=1e-9)
     fit(X, y, solver="sgd", batch_size=100, **dict(kwargs, tol=0.0, max_iter=2))
     assert len(built) == 1
+    monkeypatch.setenv("FASTDP_CSR_TILES", "0")  # the user's opt-out: no copy of X
+    assert fit(X, y, solver="lbfgs", **kwargs).report["csr_tiles"] == [0] and len(built) == 1
+    monkeypatch.setenv("FASTDP_CSR_TILES", "yes")
+    with pytest.raises(ValueError, match=re.escape("FASTDP_CSR_TILES must be 0 (never) or 1 ")):
+        fit(X, y, solver="lbfgs", **kwargs)
 
 
 @pytest.mark.parametrize("backend", ["numba", "cython"])
