@@ -367,7 +367,8 @@ def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend
             _TILED_KERNELS[backend, True](*arrays)
         else:
             _TILED_KERNELS[backend, False](LOSS_CODES[loss], *arrays)
-        out[:] = sums
+        if sums is not out:
+            out[:] = sums
         return out
     csr = len(parts) == 3
     block_rows = _block_rows(X, size)
