@@ -10,6 +10,7 @@ two scalar libm calls and an unpredictable branch.
 """
 
 cimport cython
+from cython cimport floating
 from libc.math cimport exp, floor, fma, log
 from libc.stdint cimport int64_t
 
@@ -60,25 +61,24 @@ cdef enum:
 cdef inline double exp_neg(double a) noexcept nogil:
     """exp(-a) for a >= 0 (NaN for NaN), within 1 ulp of exp (subnormal results included).
 
-    -a = -k ln2 + r with |r| <= ln2/2, exp(r) by its Taylor series to r**14 (error < 1e-17),
-    times 2**-k as two factors formed from their IEEE bits (2**-k alone is subnormal beyond 1022).
+    -a = -k ln2 + r with |r| <= ln2/2, exp(r) by a polynomial of degree 11 (relative error
+    < 2e-17, EXP_POLY in fastdp/kernels/numba_dense.py says how it was fitted), times 2**-k as
+    two factors formed from their IEEE bits (2**-k alone is subnormal beyond 1022).
     """
     cdef double ac = EXP_CLAMP if a > EXP_CLAMP else a  # NaN stays NaN
     cdef double k = floor(ac * LOG2E + 0.5)  # 0 .. 1083
     cdef double r = fma(k, LN2_LO, fma(k, LN2_HI, -ac))  # fma: -fassociative-math cannot merge the parts
-    cdef double p = 1.0 / 6227020800.0
+    cdef double p = 2.5110037605963777e-08
     cdef int64_t k0, k1
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
+    p = p * r + 2.763263963904103e-07
+    p = p * r + 2.755724091857897e-06
+    p = p * r + 2.4801485482328494e-05
+    p = p * r + 0.00019841269890047113
+    p = p * r + 0.0013888888952314775
+    p = p * r + 0.008333333333319601
+    p = p * r + 0.0416666666664881
+    p = p * r + 0.1666666666666668
+    p = p * r + 0.5000000000000019
     p = p * r + 1.0
     p = p * r + 1.0
     k0 = <int64_t> (k if k <= 1083.0 else 1083.0)  # NaN: any valid exponent (p is NaN)
@@ -89,26 +89,20 @@ cdef inline double exp_neg(double a) noexcept nogil:
 @cython.cdivision(True)
 cdef inline double log1p_unit(double e) noexcept nogil:
     """log1p(e) for 0 <= e <= 1, within 3 ulp of log1p: 2 atanh(s) with s = e / (2 + e) <= 1/3,
-    by its series to s**35 (error < 1e-17)."""
+    as 2 s P(s**2) with P of degree 10 (relative error < 3e-18, ATANH_POLY in
+    fastdp/kernels/numba_dense.py)."""
     cdef double s = e / (2.0 + e)
     cdef double s2 = s * s
-    cdef double p = 1.0 / 35.0
-    p = p * s2 + 1.0 / 33.0
-    p = p * s2 + 1.0 / 31.0
-    p = p * s2 + 1.0 / 29.0
-    p = p * s2 + 1.0 / 27.0
-    p = p * s2 + 1.0 / 25.0
-    p = p * s2 + 1.0 / 23.0
-    p = p * s2 + 1.0 / 21.0
-    p = p * s2 + 1.0 / 19.0
-    p = p * s2 + 1.0 / 17.0
-    p = p * s2 + 1.0 / 15.0
-    p = p * s2 + 1.0 / 13.0
-    p = p * s2 + 1.0 / 11.0
-    p = p * s2 + 1.0 / 9.0
-    p = p * s2 + 1.0 / 7.0
-    p = p * s2 + 1.0 / 5.0
-    p = p * s2 + 1.0 / 3.0
+    cdef double p = 0.08522081781390699
+    p = p * s2 + 0.0416225325593041
+    p = p * s2 + 0.06055084364034609
+    p = p * s2 + 0.06650187016337313
+    p = p * s2 + 0.07693307021152004
+    p = p * s2 + 0.09090870416252403
+    p = p * s2 + 0.11111112040373837
+    p = p * s2 + 0.14285714272727057
+    p = p * s2 + 0.20000000000092874
+    p = p * s2 + 0.33333333333333076
     p = p * s2 + 1.0
     return 2.0 * s * p
 
@@ -140,8 +134,8 @@ cdef inline double pointwise(int loss, double z, double y, double* dloss) noexce
     return h * h
 
 
-cdef inline void _rows_of(int loss, const double* z, const double* y, Py_ssize_t count, double* d,
-                          double* sums) noexcept nogil:
+cdef inline void _rows_of(int loss, const double* z, const floating* y, Py_ssize_t count,
+                          double* d, double* sums) noexcept nogil:
     """pointwise_rows for one loss; inlined with loss a constant, the loop is branch-free."""
     cdef Py_ssize_t k
     cdef double total = 0.0, dsum = 0.0, dk
@@ -153,11 +147,12 @@ cdef inline void _rows_of(int loss, const double* z, const double* y, Py_ssize_t
     sums[1] = total
 
 
-cdef inline void pointwise_rows(int loss, const double* z, const double* y, Py_ssize_t count,
+cdef inline void pointwise_rows(int loss, const double* z, const floating* y, Py_ssize_t count,
                                 double* d, double* sums) noexcept nogil:
-    """count rows: margins z, targets y; d (count,), OUT: d[k] <- dloss/dz of row k; sums (2,),
-    OUT <- [sum of d, sum of the losses]. The loss is picked once, outside the loop: each branch
-    inlines _rows_of with a constant loss, so its loop is branch-free and vectorizes."""
+    """count rows: margins z, targets y (float32 or float64); d (count,), OUT: d[k] <- dloss/dz
+    of row k; sums (2,), OUT <- [sum of d, sum of the losses]. The loss is picked once, outside
+    the loop: each branch inlines _rows_of with a constant loss, so its loop is branch-free and
+    vectorizes."""
     if loss == SQUARED:
         _rows_of(SQUARED, z, y, count, d, sums)
     elif loss == LOGISTIC:

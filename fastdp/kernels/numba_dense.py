@@ -11,8 +11,8 @@ Two kernels, one per loss family:
   the group's margins (four rows at a time: four independent dot products), the per-row losses
   and derivatives over the group's margins (pointwise_rows: one plain loop of branch-free
   arithmetic that LLVM vectorizes, exp and log1p included), then the gradient (four rows at a
-  time, re-read from L1). The rows a few KiB ahead are prefetched while the margins are formed,
-  so memory keeps streaming while the group's arithmetic runs. Margins, losses and derivatives
+  time, re-read from L1). The rows 1 KiB ahead are prefetched into L2 while the margins are
+  formed, so memory keeps streaming while the group's arithmetic runs. Margins, losses and derivatives
   are float64 (float32 X is widened in the dot products: float32 margins would be too coarse for
   the loss differences that finite-difference checks and line searches take); the group's
   gradient is summed in X's dtype (float32: 32 rows at most) and added to the block's float64
@@ -35,12 +35,27 @@ from numba.extending import intrinsic
 SQUARED, LOGISTIC, HINGE, SQUARED_HINGE = 0, 1, 2, 3  # losses.LOSS_CODES
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 GROUP_ROWS = 32  # rows per group of dense_block_sums (its margins, losses, then gradient)
-PREFETCH_BYTES = 2048  # how far ahead of the margins dense_block_sums prefetches X (measured best)
+PREFETCH_BYTES = 1024  # how far ahead of the margins dense_block_sums prefetches X into L2
 
 LOG2E = 1.4426950408889634
 LN2_HI = 0.6931471803691238  # ln 2 = LN2_HI + LN2_LO, LN2_HI with 32 trailing zero bits
 LN2_LO = 1.9082149292705877e-10
 EXP_CLAMP = 750.0  # exp_neg(a) = exp_neg(min(a, EXP_CLAMP)): exp(-750) underflows to 0
+# Polynomial coefficients, highest degree first, of exp(r) on |r| <= ln2/2 (degree 11) and of
+# P(w) = atanh(sqrt(w)) / sqrt(w) on 0 <= w <= 1/9 (degree 10): near-minimax fits,
+# mpmath.chebyfit(f, interval, degree + 1) at 40 digits, rounded to float64. Their relative errors
+# on the interval are 1.7e-17 and 2.4e-18 (the Taylor series cost degree 13 and 17 for the same).
+# csrc/pointwise.pxd carries the same numbers.
+EXP_POLY = (
+    2.5110037605963777e-08, 2.763263963904103e-07, 2.755724091857897e-06, 2.4801485482328494e-05,
+    0.00019841269890047113, 0.0013888888952314775, 0.008333333333319601, 0.0416666666664881,
+    0.1666666666666668, 0.5000000000000019, 1.0, 1.0,
+)
+ATANH_POLY = (
+    0.08522081781390699, 0.0416225325593041, 0.06055084364034609, 0.06650187016337313,
+    0.07693307021152004, 0.09090870416252403, 0.11111112040373837, 0.14285714272727057,
+    0.20000000000092874, 0.33333333333333076, 1.0,
+)
 
 
 @intrinsic
@@ -72,8 +87,9 @@ def _fence(typingctx, x):
 
 @intrinsic
 def _prefetch(typingctx, arr, index):
-    """Hint the CPU to bring arr's flat element `index` into cache (llvm.prefetch, read, high
-    locality). Never faults and changes nothing, also at an index past the array's end."""
+    """Hint the CPU to bring arr's flat element `index` into L2 (llvm.prefetch, read, locality 2:
+    prefetcht1 on x86; L1 was slower, see csrc/prefetch.h). Never faults and changes nothing, also
+    at an index past the array's end."""
     if not isinstance(arr, types.Array) or not isinstance(index, types.Integer):
         return None
 
@@ -85,7 +101,7 @@ def _prefetch(typingctx, arr, index):
         fn = builder.module.declare_intrinsic(
             "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
         address = builder.bitcast(builder.gep(data, [index]), i8p)
-        builder.call(fn, [address, i32(0), i32(3), i32(1)])
+        builder.call(fn, [address, i32(0), i32(2), i32(1)])
         return context.get_dummy_value()
 
     return types.void(arr, index), codegen
@@ -96,26 +112,24 @@ def exp_neg(a: float) -> float:
     """exp(-a) for a >= 0 (NaN for NaN), within 1 ulp of math.exp (subnormal results included).
 
     Branch-free arithmetic, so a loop of it vectorizes: -a = -k ln2 + r with |r| <= ln2/2, exp(r)
-    by its Taylor series to r**14 (error < 1e-17), times 2**-k as two factors formed from their
-    IEEE bits (2**-k alone is subnormal beyond k = 1022).
+    by the polynomial EXP_POLY, times 2**-k as two factors formed from their IEEE bits (2**-k
+    alone is subnormal beyond k = 1022).
     """
     ac = EXP_CLAMP if a > EXP_CLAMP else a  # NaN stays NaN
     k = np.floor(ac * LOG2E + 0.5)  # 0 .. 1083
     r = (k * LN2_HI - ac) + k * LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
+    p = EXP_POLY[0]
+    p = p * r + EXP_POLY[1]
+    p = p * r + EXP_POLY[2]
+    p = p * r + EXP_POLY[3]
+    p = p * r + EXP_POLY[4]
+    p = p * r + EXP_POLY[5]
+    p = p * r + EXP_POLY[6]
+    p = p * r + EXP_POLY[7]
+    p = p * r + EXP_POLY[8]
+    p = p * r + EXP_POLY[9]
+    p = p * r + EXP_POLY[10]
+    p = p * r + EXP_POLY[11]
     k = k if k <= 1083.0 else 1083.0  # NaN: any valid exponent (p is NaN), never an invalid cast
     k0 = np.int64(k)
     k1 = k0 >> 1
@@ -126,28 +140,21 @@ def exp_neg(a: float) -> float:
 def log1p_unit(e: float) -> float:
     """log1p(e) for 0 <= e <= 1, within 2 ulp of math.log1p; branch-free (vectorizes).
 
-    log1p(e) = 2 atanh(s) with s = e / (2 + e) <= 1/3, by its series to s**35 (error < 1e-17).
+    log1p(e) = 2 atanh(s) with s = e / (2 + e) <= 1/3, as 2 s P(s**2), P the polynomial ATANH_POLY.
     """
     s = e / (2.0 + e)
     s2 = s * s
-    p = 1.0 / 35.0
-    p = p * s2 + 1.0 / 33.0
-    p = p * s2 + 1.0 / 31.0
-    p = p * s2 + 1.0 / 29.0
-    p = p * s2 + 1.0 / 27.0
-    p = p * s2 + 1.0 / 25.0
-    p = p * s2 + 1.0 / 23.0
-    p = p * s2 + 1.0 / 21.0
-    p = p * s2 + 1.0 / 19.0
-    p = p * s2 + 1.0 / 17.0
-    p = p * s2 + 1.0 / 15.0
-    p = p * s2 + 1.0 / 13.0
-    p = p * s2 + 1.0 / 11.0
-    p = p * s2 + 1.0 / 9.0
-    p = p * s2 + 1.0 / 7.0
-    p = p * s2 + 1.0 / 5.0
-    p = p * s2 + 1.0 / 3.0
-    p = p * s2 + 1.0
+    p = ATANH_POLY[0]
+    p = p * s2 + ATANH_POLY[1]
+    p = p * s2 + ATANH_POLY[2]
+    p = p * s2 + ATANH_POLY[3]
+    p = p * s2 + ATANH_POLY[4]
+    p = p * s2 + ATANH_POLY[5]
+    p = p * s2 + ATANH_POLY[6]
+    p = p * s2 + ATANH_POLY[7]
+    p = p * s2 + ATANH_POLY[8]
+    p = p * s2 + ATANH_POLY[9]
+    p = p * s2 + ATANH_POLY[10]
     return 2.0 * s * p
 
 
