@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fastdp.bench import cases, kernels
-from fastdp.bench.bandwidth import read_bandwidth
+from fastdp.bench.bandwidth import bandwidth_probe, read_bandwidth
 
 
 def test_suite_runs_checks_and_writes_its_report(tmp_path, capsys):
@@ -17,8 +17,12 @@ def test_suite_runs_checks_and_writes_its_report(tmp_path, capsys):
     assert kernels.main(argv) == 0
     printed = capsys.readouterr().out
     assert "x numpy" in printed and "float32 / float64 rows/s" in printed
+    probe_lines = [line for line in printed.splitlines() if line.split()[1:2] == ["read"]]
+    assert len(probe_lines) == 4, "each case's line of the bandwidth probe"
     record = json.loads((tmp_path / "kernels.json").read_text())
-    assert record["machine"]["cores"] >= 1 and record["bandwidth_gb_per_s"] > 0
+    assert record["machine"]["cores"] >= 1
+    assert set(record["bandwidth_gb_per_s"]) == set(record["results"])
+    assert min(record["bandwidth_gb_per_s"].values()) > 0
     assert set(record["results"]["logistic-csr-2e5x2^20"]) == {"numba", "cython", "numpy"}
     assert {t["target"] for t in record["targets"]} >= {"CSR logistic: x SciPy two-pass",
                                                         "dense squared: float32 / float64 rows/s"}
@@ -44,22 +48,50 @@ def test_a_wrong_kernel_fails_the_check():
 
 
 def test_targets_are_ratios_of_the_measured_results():
-    def result(seconds):
-        return {"seconds": seconds, "gb_per_s": 1.0 / seconds, "rows_per_s": 100.0 / seconds}
+    def result(seconds, share=0.5):
+        return {"seconds": seconds, "gb_per_s": 1.0 / seconds, "rows_per_s": 100.0 / seconds,
+                "bandwidth_share": share}
 
-    results = {"squared-dense-4e6x32": {"numba": result(2.0), "cython": result(1.0),
+    results = {"squared-dense-4e6x32": {"numba": result(2.0, 0.95), "cython": result(1.0, 0.8),
                                         "numpy": result(5.0)},
                "squared-dense-4e6x32-f32": {"numba": result(0.5), "cython": result(0.6),
                                             "numpy": result(3.0)}}
-    targets = {t["target"]: t for t in kernels.evaluate_targets(results, bandwidth=1.25)}
+    targets = {t["target"]: t for t in kernels.evaluate_targets(results)}
+    # the best compiled contender is the fastest one (cython), and its share is the one reported
     assert targets["dense squared f64: % of read bandwidth"]["measured"] == pytest.approx(0.8)
+    assert targets["dense squared f64: % of read bandwidth"]["met"]
     assert targets["dense squared f64: x NumPy two-pass"]["measured"] == pytest.approx(5.0)
     assert targets["dense squared f64: x NumPy two-pass"]["met"]
     assert targets["dense squared: float32 / float64 rows/s"]["measured"] == pytest.approx(2.0)
     assert "dense logistic f64: x NumPy two-pass" not in targets  # not measured in this run
 
 
+def test_time_case_pairs_each_round_with_the_probe(monkeypatch):
+    """The share of the bandwidth is the median over the rounds of kernel GB/s / probe GB/s in the
+    same round: a round where the probe alone ran fast does not set it."""
+    case = cases.CASES["squared-dense-4e6x32"]._replace(rows=200)
+    n_bytes = cases.bytes_of_x(cases.make_shard(case).X)
+    probe_s = [1.0, 0.25, 1.0]  # round 2: the machine was 4x faster for the probe
+    kernel_s = [2.0, 2.0, 4.0]
+
+    def fake_times(runs, rounds):
+        assert list(runs)[0] == kernels.PROBE and rounds == 3
+        return {name: probe_s if name == kernels.PROBE else kernel_s for name in runs}
+
+    monkeypatch.setattr(kernels, "interleaved_times", fake_times)
+    results, read = kernels.time_case(case, 3, (lambda: None, n_bytes))
+    assert read == pytest.approx(n_bytes / 1e9)  # the median probe round: 1 s
+    for r in results.values():
+        assert r["seconds"] == 2.0
+        # per round: 0.5, 0.125, 0.25 of the probe; the median is 0.25
+        assert r["bandwidth_share"] == pytest.approx(0.25)
+
+
 def test_bandwidth_probe_checks_its_arguments():
     assert read_bandwidth(1 << 16, repeats=1) > 0
+    run, size = bandwidth_probe(1 << 16)
+    assert size == 1 << 16 and run() == size // 8
     with pytest.raises(ValueError, match="n_bytes must be >= 8"):
         read_bandwidth(4)
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        read_bandwidth(1 << 16, repeats=0)

@@ -23,6 +23,21 @@ def test_interleaved_best_alternates_contenders_and_keeps_each_minimum(monkeypat
     assert best == {"a": 1.0, "b": 2.0}
 
 
+def test_interleaved_times_keeps_every_round_in_order(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+    durations = {"a": iter([4.0, 1.0]), "b": iter([2.0, 5.0])}
+
+    def contender(name):
+        def run():
+            clock[0] += next(durations[name])
+        return run
+
+    times = timing.interleaved_times({"a": contender("a"), "b": contender("b")}, rounds=2,
+                                     settle_s=0.0)
+    assert times == {"a": [4.0, 1.0], "b": [2.0, 5.0]}
+
+
 def test_interleaved_best_idles_before_every_timed_call(monkeypatch):
     sleeps = []
     monkeypatch.setattr(timing.time, "sleep", sleeps.append)

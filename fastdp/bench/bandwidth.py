@@ -4,6 +4,7 @@ large array on every thread the kernels use (the roofline a memory-bound kernel 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -20,17 +21,26 @@ def _parallel_sum(a: np.ndarray) -> float:
     return total
 
 
-def read_bandwidth(n_bytes: int = DEFAULT_BYTES, repeats: int = 10) -> float:
-    """Best GB/s (1e9 bytes/s) of a parallel sum over an n_bytes float64 array, after a warm-up
-    call (compilation, page faults); the array is filled with ones and the sum checked."""
-    if n_bytes < 8 or repeats < 1:
-        raise ValueError(f"n_bytes must be >= 8 and repeats >= 1, got {n_bytes} and {repeats}")
+def bandwidth_probe(n_bytes: int = DEFAULT_BYTES) -> tuple[Callable[[], float], int]:
+    """(run, bytes): run() streams once over an n_bytes float64 array of ones (a parallel sum), for
+    a caller that times it alongside other work (`fastdp bench kernels` times it in every case's
+    rounds). The first call (compilation, page faults) is made and its sum checked here."""
+    if n_bytes < 8:
+        raise ValueError(f"n_bytes must be >= 8, got {n_bytes}")
     a = np.ones(n_bytes // 8)
     if _parallel_sum(a) != a.size:
         raise RuntimeError("the bandwidth probe's sum is wrong")
+    return (lambda: _parallel_sum(a)), a.nbytes
+
+
+def read_bandwidth(n_bytes: int = DEFAULT_BYTES, repeats: int = 10) -> float:
+    """Best GB/s (1e9 bytes/s) of `repeats` runs of bandwidth_probe(n_bytes)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    run, size = bandwidth_probe(n_bytes)
     best = np.inf
     for _ in range(repeats):
         start = time.perf_counter()
-        _parallel_sum(a)
+        run()
         best = min(best, time.perf_counter() - start)
-    return a.nbytes / best / 1e9
+    return size / best / 1e9

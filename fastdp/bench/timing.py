@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-SETTLE_S = 0.15  # idle time before each timed call of interleaved_best (see there)
+SETTLE_S = 0.15  # idle time before each timed call of interleaved_times (see there)
 
 
 def best_time(run: Callable[[], Any], repeat: int, warmup: int = 1) -> float:
@@ -23,24 +23,31 @@ def best_time(run: Callable[[], Any], repeat: int, warmup: int = 1) -> float:
     return best
 
 
-def interleaved_best(runs: Mapping[str, Callable[[], Any]], rounds: int,
-                     settle_s: float = SETTLE_S) -> dict[str, float]:
-    """Minimum wall seconds of each contender over `rounds` rounds; a round times one call of each
+def interleaved_times(runs: Mapping[str, Callable[[], Any]], rounds: int,
+                      settle_s: float = SETTLE_S) -> dict[str, list[float]]:
+    """Wall seconds of each contender in each of `rounds` rounds; a round times one call of each
     in turn, each after settle_s seconds idle.
 
-    Interleaving spreads the machine's slow and fast moments over every contender. The idle time
-    is for the thread pools: after a call, OpenBLAS's threads spin for 30-100 ms (measured here),
-    and a kernel timed in that window ran 1.5x slower, its threads sharing the cores with the
-    spinning ones. settle_s lets every pool go to sleep first, so each contender is timed on an
-    idle machine, as it would run in a training loop of its own.
+    Interleaving spreads the machine's slow and fast moments over every contender, and the calls
+    of one round ran close together in time, under the same conditions. The idle time is for the
+    thread pools: after a call, OpenBLAS's threads spin for 30-100 ms (measured here), and a
+    kernel timed in that window ran 1.5x slower, its threads sharing the cores with the spinning
+    ones. settle_s lets every pool go to sleep first, so each contender is timed on an idle
+    machine, as it would run in a training loop of its own.
     """
     if rounds < 1 or settle_s < 0:
         raise ValueError(f"rounds must be >= 1 and settle_s >= 0, got {rounds} and {settle_s}")
-    best = dict.fromkeys(runs, float("inf"))
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
             time.sleep(settle_s)
             start = time.perf_counter()
             run()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def interleaved_best(runs: Mapping[str, Callable[[], Any]], rounds: int,
+                     settle_s: float = SETTLE_S) -> dict[str, float]:
+    """Minimum wall seconds of each contender over the rounds of interleaved_times."""
+    return {name: min(t) for name, t in interleaved_times(runs, rounds, settle_s).items()}
