@@ -15,7 +15,8 @@ Design (the Numba twin, fastdp/kernels/numba_dense.py, follows the same plan):
 - One kernel per loss family: dense_block_sums for the scalar-margin losses, the per-row loss
   chosen by an integer code (fastdp.kernels.losses.LOSS_CODES, csrc/pointwise.pxd), and
   dense_softmax_block_sums for softmax cross-entropy over K classes (K dot products with the rows
-  of coef.T, then grad.T[k] += d_k * x: the inner loops run over the n features).
+  of coef.T, four classes at a time, then grad.T[k] += d[:, k] @ rows, GROUP_ROWS rows at a time:
+  the inner loops run over the n features).
 - float32 and float64 inputs come from one fused-type template. Margins, losses and the blocks'
   sums are float64; a float32 X's group gradient is summed in float32 (32 rows at most) before
   it is added to the block's float64 sums, so the gradient's inner loops read and multiply
@@ -173,42 +174,74 @@ cdef int _softmax_block_sums(const floating* X, const Py_ssize_t* y, const doubl
                              Py_ssize_t n, Py_ssize_t K, double* acc) noexcept nogil:
     """Rows start..stop of X (m, n) row-major, labels y (m,), coef_t = coef.T (K, n) row-major,
     intercept (K,); acc (n*K + K + 1,) <- [grad_coef (n*K, row-major (n, K)), grad_intercept (K),
-    loss]. Returns 1 if the block's (K, n) gradient and K margins could not be allocated (acc is
-    then not written), else 0.
+    loss]. Returns 1 if the block's scratch could not be allocated (acc is then not written),
+    else 0.
 
-    A row's K margins are K dot products of x with the rows of coef_t; its gradient is added as
-    grad_t[k] += d_k * x; both loops run over the n contiguous features, so they vectorize over n.
+    GROUP_ROWS rows at a time. A row's K margins are dot products of x with the rows of coef_t,
+    four classes at a time (fastdp_dot4 over classes k..k+3; with K > 4 the last four overlap the
+    previous ones, which recomputes the same values); softmax_row turns them into the K
+    derivatives d. The gradient goes class by class: grad_t[k] += d[:, k] @ rows
+    (fastdp_rows_grad: the group's rows re-read from L1, summed in X's dtype), so the (K, n)
+    accumulator is read and written once per group, not once per row.
     """
-    cdef Py_ssize_t i, j, k, nk = n * K
-    cdef double zk, d
+    cdef Py_ssize_t s, r, j, k, kk, count, nk = n * K
+    cdef double zk
     cdef const floating* x
+    cdef const double* xr
     cdef const double* w
-    cdef double* g
-    cdef void* raw = malloc((nk + K) * sizeof(double) + FASTDP_PAGE)
+    cdef double* zr
+    cdef void* raw = malloc((nk + GROUP_ROWS * K + n) * sizeof(double)
+                            + GROUP_ROWS * K * sizeof(floating) + FASTDP_PAGE)
     cdef double* grad_t = <double*> fastdp_page_aligned(raw)
-    cdef double* z
+    cdef double* z  # (GROUP_ROWS, K): the group's margins, then their derivatives
+    cdef double* xd  # (n,): a float32 row widened to float64 for the dot products
+    cdef floating* dt  # (K, GROUP_ROWS): the derivatives transposed, in X's dtype
     if grad_t == NULL:
         return 1
     z = grad_t + nk
+    xd = z + GROUP_ROWS * K
+    dt = <floating*> (xd + n)
     for j in range(nk):
         grad_t[j] = 0.0
     for k in range(K + 1):
         acc[nk + k] = 0.0
-    for i in range(start, stop):
-        x = X + i * n
+    s = start
+    while s < stop:
+        count = min(<Py_ssize_t> GROUP_ROWS, stop - s)
+        for r in range(count):
+            x = X + (s + r) * n
+            if floating is double:
+                xr = x
+            else:
+                for j in range(n):
+                    xd[j] = x[j]
+                xr = xd
+            zr = z + r * K
+            if K >= 4:
+                k = 0
+                while k < K:
+                    kk = min(k, K - 4)
+                    fastdp_dot4_d(coef_t + kk * n, n, xr, zr + kk)
+                    k += 4
+            else:
+                for k in range(K):
+                    w = coef_t + k * n
+                    zk = 0.0
+                    for j in range(n):
+                        zk += xr[j] * w[j]
+                    zr[k] = zk
+            for k in range(K):
+                zr[k] += intercept[k]
+            acc[nk + K] += softmax_row(K, zr, y[s + r])
+            for k in range(K):
+                acc[nk + k] += zr[k]
+                dt[k * GROUP_ROWS + r] = <floating> zr[k]
         for k in range(K):
-            w = coef_t + k * n
-            zk = intercept[k]
-            for j in range(n):
-                zk += x[j] * w[j]
-            z[k] = zk
-        acc[nk + K] += softmax_row(K, z, y[i])
-        for k in range(K):
-            d = z[k]
-            g = grad_t + k * n
-            acc[nk + k] += d
-            for j in range(n):
-                g[j] += d * x[j]
+            if floating is double:
+                fastdp_rows_grad_d(X + s * n, count, n, dt + k * GROUP_ROWS, grad_t + k * n)
+            else:
+                fastdp_rows_grad_f(X + s * n, count, n, dt + k * GROUP_ROWS, grad_t + k * n)
+        s += count
     for j in range(n):
         for k in range(K):
             acc[j * K + k] = grad_t[k * n + j]

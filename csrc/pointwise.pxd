@@ -11,7 +11,7 @@ two scalar libm calls and an unpredictable branch.
 
 cimport cython
 from cython cimport floating
-from libc.math cimport exp, floor, fma, log
+from libc.math cimport floor, fma, log
 from libc.stdint cimport int64_t
 
 cdef extern from *:
@@ -167,7 +167,8 @@ cdef inline void pointwise_rows(int loss, const double* z, const floating* y, Py
 cdef inline double softmax_row(Py_ssize_t K, double* z, Py_ssize_t label) noexcept nogil:
     """Cross-entropy of one row: z (K,) margins, IN/OUT <- dloss/dz = softmax(z) - onehot(label).
 
-    Returns logsumexp(z) - z[label], with the maximum margin subtracted before exp (stable). The
+    Returns logsumexp(z) - z[label], with the maximum margin subtracted before exp (stable; exp
+    is exp_neg, so the loop over the classes vectorizes: libm's exp was a call per class). The
     margins and zmax - z[label] go through fastdp_fence: under -fassociative-math the compiler
     regrouped that difference with the sums that formed the margins and with the running loss
     sum, and a row whose margins were near 2**60 lost its loss (tests/test_fuzz_kernels.py).
@@ -182,7 +183,7 @@ cdef inline double softmax_row(Py_ssize_t K, double* z, Py_ssize_t label) noexce
             zmax = z[k]
     loss = fastdp_fence(zmax - z[label])
     for k in range(K):
-        z[k] = exp(z[k] - zmax)
+        z[k] = exp_neg(zmax - z[k])
         s += z[k]
     inv = 1.0 / s
     for k in range(K):

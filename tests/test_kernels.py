@@ -353,6 +353,27 @@ def logistic_reference(t: float) -> tuple[float, float]:
     return max(t, 0.0) + math.log1p(e), (1.0 if t >= 0 else e) / (1.0 + e)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [1, 7, 64, 67])
+@pytest.mark.parametrize("classes", [2, 3, 4, 5, 10])
+@pytest.mark.parametrize("backend", COMPILED)
+def test_dense_softmax_matches_the_reference_for_any_class_count(backend, classes, n, dtype):
+    """The compiled softmax kernels form margins four classes at a time (the last four overlapping
+    when K is not a multiple of 4; K < 4 on a plain loop) and the gradient group by group: every
+    class count and width (tails of the 8-lane vectors), with partial groups and blocks, matches
+    NumPy."""
+    rng = np.random.default_rng(classes * 100 + n)
+    m = 301  # several groups of rows, the last one partial
+    X = rng.standard_normal((m, n)).astype(dtype)
+    y = rng.integers(0, classes, m)
+    coef, b = rng.standard_normal((n, classes)), rng.standard_normal(classes)
+    size = kernels.out_size("softmax", coef)
+    ref = kernels.loss_grad_sums("softmax", X, y, coef, b, np.empty(size), backend="numpy")
+    out = np.empty((kernels.n_blocks(m, 128), size))
+    kernels.block_sums("softmax", X, y, coef, b, out, 128, backend=backend)
+    close(out.sum(axis=0), ref, TOL[dtype])
+
+
 @pytest.mark.parametrize("backend", COMPILED)
 def test_logistic_rows_match_libm_to_a_few_ulp(backend):
     """The kernels' branch-free exp and log1p (pointwise.pxd, numba_dense.exp_neg/log1p_unit) against

@@ -215,8 +215,8 @@ def pointwise_rows(loss, z, y, count, d):
 def softmax_row(z, label: int) -> float:
     """Cross-entropy of one row: z (K,) float64 margins, IN/OUT <- dloss/dz = softmax(z) - onehot(label).
 
-    Returns logsumexp(z) - z[label], with the maximum margin subtracted before exp (stable). The
-    margins and zmax - z[label] go through _fence: under fastmath the compiler regrouped that
+    Returns logsumexp(z) - z[label], with the maximum margin subtracted before exp (stable; exp is
+    exp_neg, as in csrc/pointwise.pxd). The margins and zmax - z[label] go through _fence: under fastmath the compiler regrouped that
     difference with the sums that formed the margins and with the running loss sum, and a row whose
     margins were near 2**60 lost its loss (tests/test_fuzz_kernels.py).
     """
@@ -228,7 +228,7 @@ def softmax_row(z, label: int) -> float:
     loss = _fence(zmax - z[label])
     s = 0.0
     for k in range(z.shape[0]):
-        e = math.exp(z[k] - zmax)
+        e = exp_neg(zmax - z[k])
         z[k] = e
         s += e
     inv = 1.0 / s
