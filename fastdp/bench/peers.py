@@ -16,7 +16,9 @@ Tasks (fastdp's contender is its best compiled kernel, numba or cython):
 - "SGD epoch, CSR": one epoch of mini-batch SGD (hinge loss, alpha 1e-4) on the hashed-text
   rows: fastdp.train.fit(solver="sgd", batch_size=256) against scikit-learn's SGDClassifier.
 Each contender's result is checked against the reference where they compute the same numbers
-(gradients within 1e-8 relative). PyTorch is optional (pip install "fastdp[peers]", which pins
+(gradients within 1e-8 relative). The gradient tasks time their contenders in interleaved rounds
+(fastdp.bench.timing.interleaved_best), so every contender sees the machine's fast and slow
+moments alike. PyTorch is optional (pip install "fastdp[peers]", which pins
 torch==2.13.0); without it its rows say so. Prints a table with each peer's time over fastdp's
 ("fastdp x": how many times faster fastdp is), writes peers.json and peers.png.
 """
@@ -37,7 +39,7 @@ import numpy as np
 
 from . import report
 from .cases import Case, assert_matches, make_kernel, make_shard, reference
-from .timing import best_time
+from .timing import best_time, interleaved_best
 
 DDP_STEPS = 10
 
@@ -78,7 +80,7 @@ def dense_gradient(rows: int, features: int, rounds: int) -> list[dict[str, Any]
         contenders["pytorch"] = torch_logistic(*shard)
     for run in contenders.values():
         assert_matches(case, run(), ref)
-    times = {name: best_time(run, rounds) for name, run in contenders.items()}
+    times = interleaved_best(contenders, rounds)
     fastdp = min(times["numba"], times["cython"])
     rows_out = [_row("logistic gradient, dense", "numpy two-pass", times["numpy"], fastdp)]
     rows_out.append(_row("logistic gradient, dense", "pytorch autograd", times.get("pytorch"),
@@ -94,7 +96,7 @@ def csr_gradient(rows: int, rounds: int) -> list[dict[str, Any]]:
     contenders = {name: make_kernel(case, name, shard) for name in ("numba", "cython", "numpy")}
     for run in contenders.values():
         assert_matches(case, run(), ref)
-    times = {name: best_time(run, rounds) for name, run in contenders.items()}
+    times = interleaved_best(contenders, rounds)
     return [_row(f"logistic gradient, CSR {rows} x 2^20", "scipy two-pass", times["numpy"],
                  min(times["numba"], times["cython"]))]
 
