@@ -71,8 +71,8 @@ class BuildExt(build_ext):
                     "(e.g. libomp) and reinstall to enable threads."
                 )
         for ext in self.extensions:
-            own = [f for f in OWN_FLAGS.get(ext.name, []) if self.compiler.compiler_type != "msvc"
-                   and compiler_accepts(self.compiler, compile_flags + [f])]
+            own = [f for f in OWN_FLAGS.get(ext.name, [])
+                   if compiler_accepts(self.compiler, compile_flags + [f])]
             ext.extra_compile_args += compile_flags + own
             ext.extra_link_args += link_flags
         super().build_extensions()
