@@ -51,12 +51,15 @@ def get_num_threads():
 
 
 cdef extern from "simd_rows.h" nogil:
+    int FASTDP_SIMD_ROWS
     void fastdp_dot4_d(const double* r, Py_ssize_t n, const double* coef, double* z)
     void fastdp_dot4_f(const float* r, Py_ssize_t n, const double* coef, double* z)
     void fastdp_rows_grad_d(const double* x, Py_ssize_t count, Py_ssize_t n, const double* d,
                             double* acc)
     void fastdp_rows_grad_f(const float* x, Py_ssize_t count, Py_ssize_t n, const float* d,
                             double* acc)
+
+SIMD_ROWS = bool(FASTDP_SIMD_ROWS)  # the row arithmetic was built with AVX-512 (csrc/simd_rows.h)
 
 cdef extern from *:
     """

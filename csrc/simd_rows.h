@@ -15,6 +15,9 @@
        one FMA, and the last columns go one (masked) vector at a time over four interleaved row
        accumulators. The plain loops add each row's products to acc in double.
 
+   FASTDP_SIMD_ROWS is 1 where the AVX-512 forms are built, else 0 (fastdp.kernels' "auto"
+   backend reads it through _cython_dense.SIMD_ROWS).
+
    Results do not depend on the thread count either way: every summation order is fixed by count
    and n. */
 #ifndef FASTDP_SIMD_ROWS_H
@@ -24,6 +27,7 @@
 
 #if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
 #include <immintrin.h>
+#define FASTDP_SIMD_ROWS 1
 
 static inline void fastdp_hsum4(__m512d a0, __m512d a1, __m512d a2, __m512d a3, double* z) {
     __m512d s01 = _mm512_add_pd(_mm512_unpacklo_pd(a0, a1), _mm512_unpackhi_pd(a0, a1));
@@ -113,6 +117,7 @@ FASTDP_ROWS_GRAD(fastdp_rows_grad_f, float, __m512, 16, __mmask16, _mm512_setzer
                  _mm512_add_ps, fastdp_acc_add_f)
 
 #else
+#define FASTDP_SIMD_ROWS 0
 
 #define FASTDP_PLAIN_ROWS(T, DOT4, ROWS_GRAD)                                                 \
 static inline void DOT4(const T* r, ptrdiff_t n, const double* coef, double* z) {             \

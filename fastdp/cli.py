@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--features", type=_positive_int, default=defaults.features)
     demo.add_argument("--ranks", type=_positive_int, default=defaults.ranks,
                       help="ranks to launch with mpiexec (ignored when already under mpiexec)")
-    demo.add_argument("--backend", choices=[b for b in kernels.BACKENDS], default=defaults.backend)
+    demo.add_argument("--backend", choices=list(kernels.BACKEND_CHOICES), default=defaults.backend)
     demo.add_argument("--seed", type=int, default=defaults.seed)
     demo.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     demo.add_argument("--max-iter", type=_positive_int, default=defaults.max_iter)
@@ -109,7 +109,7 @@ def _add_train(sub: Any) -> None:
     train_.add_argument("--learning-rate", type=float)
     train_.add_argument("--batch-size", type=_positive_int)
     train_.add_argument("--random-state", type=int)
-    train_.add_argument("--backend", choices=list(kernels.BACKENDS))
+    train_.add_argument("--backend", choices=list(kernels.BACKEND_CHOICES))
     train_.add_argument("--n-features", type=_positive_int,
                         help=f"hashed features for text data (default {DEFAULT_TEXT_FEATURES})")
     train_.add_argument("--bigrams", action="store_true",

@@ -33,7 +33,7 @@ class DemoConfig:
     rows: int = 200_000
     features: int = 10
     ranks: int = 2
-    backend: str = "numba"
+    backend: str = "auto"
     seed: int = 0
     learning_rate: float = 0.5
     max_iter: int = 1000
@@ -60,7 +60,7 @@ def _theta(result: FitResult) -> np.ndarray:
 def _summary(result: FitResult) -> dict:
     return {"theta": _theta(result).tolist(), "n_iter": result.n_iter,
             "loss": float(result.loss_history[-1]), "ranks": result.n_ranks,
-            "threads": result.threads, "seconds": result.seconds}
+            "threads": result.threads, "seconds": result.seconds, "backend": result.backend}
 
 
 def _least_squares(cfg: DemoConfig) -> np.ndarray:
@@ -80,8 +80,8 @@ def _report(cfg: DemoConfig, serial: dict, parallel: dict) -> int:
     print("-" * len(header))
     for name, run in (("serial", serial), ("data-parallel", parallel)):
         theta = np.array(run["theta"])
-        threads = run["threads"].get(cfg.backend, "blas")  # numpy: BLAS decides
-        print(f"{name:<14}{run['ranks']:>6}{threads:>14}{cfg.backend:>9}{run['n_iter']:>7}"
+        threads = run["threads"].get(run["backend"], "blas")  # numpy: BLAS decides
+        print(f"{name:<14}{run['ranks']:>6}{threads:>14}{run['backend']:>9}{run['n_iter']:>7}"
               f"{run['loss']:>14.8f}{np.abs(theta - theta_s).max():>17.3e}"
               f"{np.abs(theta - exact).max():>16.3e}{run['seconds']:>9.3f}")
     relative = np.abs(np.array(parallel["theta"]) - theta_s).max() / np.abs(theta_s).max()

@@ -149,8 +149,9 @@ class LinearRegression(_Regressor):
     """Ordinary least squares, data-parallel (scikit-learn's LinearRegression objective).
 
     solver: 'auto' (= 'lbfgs'), 'lbfgs', 'gd', 'sgd', 'adam' or 'adamw'; learning_rate and
-    batch_size apply to the first-order solvers; backend: 'numba', 'cython' or 'numpy'; comm:
-    a fastdp communicator (default fastdp.comm.world()); verbose: progress bar on rank 0;
+    batch_size apply to the first-order solvers; backend: 'auto' (picked by the data's format
+    and the loss: fastdp.kernels.pick_backend), 'numba', 'cython' or 'numpy'; comm: a fastdp
+    communicator (default fastdp.comm.world()); verbose: progress bar on rank 0;
     rebalance: move rows from slow ranks to fast ones while training (fastdp.balance);
     overlap: with mini-batch solvers, reduce a step's gradient while the next batch is gathered;
     deterministic: the same model, bit for bit, for any number of ranks and threads
@@ -159,7 +160,7 @@ class LinearRegression(_Regressor):
 
     def __init__(self, *, fit_intercept: bool = True, solver: str = "auto", max_iter: int = 1000,
                  tol: float = 1e-8, learning_rate: float = 0.1, batch_size: int | None = None,
-                 random_state: int = 0, backend: str = "numba", comm: Comm | None = None,
+                 random_state: int = 0, backend: str = "auto", comm: Comm | None = None,
                  verbose: bool = False, rebalance: bool = False, overlap: bool = False,
                  deterministic: bool = False) -> None:
         super().__init__(fit_intercept=fit_intercept, solver=solver, max_iter=max_iter, tol=tol,
@@ -175,7 +176,7 @@ class Ridge(_Regressor):
 
     def __init__(self, alpha: float = 1.0, *, fit_intercept: bool = True, solver: str = "auto",
                  max_iter: int = 1000, tol: float = 1e-8, learning_rate: float = 0.1,
-                 batch_size: int | None = None, random_state: int = 0, backend: str = "numba",
+                 batch_size: int | None = None, random_state: int = 0, backend: str = "auto",
                  comm: Comm | None = None, verbose: bool = False,
                  rebalance: bool = False, overlap: bool = False,
                  deterministic: bool = False) -> None:
@@ -231,7 +232,7 @@ class LogisticRegression(_Classifier):
     def __init__(self, C: float = 1.0, *, l1_ratio: float = 0.0, fit_intercept: bool = True,
                  solver: str = "auto", max_iter: int = 1000, tol: float = 1e-6,
                  learning_rate: float = 0.1, batch_size: int | None = None, random_state: int = 0,
-                 backend: str = "numba", comm: Comm | None = None, verbose: bool = False,
+                 backend: str = "auto", comm: Comm | None = None, verbose: bool = False,
                  rebalance: bool = False, overlap: bool = False,
                  deterministic: bool = False) -> None:
         self.C = C
@@ -291,7 +292,7 @@ class LinearSVC(_Classifier):
     def __init__(self, C: float = 1.0, *, loss: str = "squared_hinge", fit_intercept: bool = True,
                  solver: str = "auto", max_iter: int = 1000, tol: float = 1e-6,
                  learning_rate: float = 0.1, batch_size: int | None = None, random_state: int = 0,
-                 backend: str = "numba", comm: Comm | None = None, verbose: bool = False,
+                 backend: str = "auto", comm: Comm | None = None, verbose: bool = False,
                  rebalance: bool = False, overlap: bool = False,
                  deterministic: bool = False) -> None:
         self.C = C

@@ -81,6 +81,7 @@ class FitResult:
 
     coef: (n,) for the scalar losses, (n, K) for softmax; intercept: float, or (K,) for softmax.
     n_iter: steps (full batch) or epochs (mini-batch); loss_history: objective per step / epoch.
+    backend: the kernels' backend that ran (what "auto" picked: kernels.pick_backend).
     report: the training report (see `training_report`).
     """
 
@@ -94,6 +95,7 @@ class FitResult:
     n_ranks: int
     threads: dict[str, int]
     seconds: float
+    backend: str
     report: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -406,8 +408,8 @@ def _param_error(loss: str, solver: str, learning_rate: float, max_iter: int, to
         return f"loss must be one of {sorted(kernels.LOSS_CODES)}, got {loss!r}"
     if solver not in SOLVERS:
         return f"solver must be one of {list(SOLVERS)}, got {solver!r}"
-    if backend not in kernels.BACKENDS:
-        return f"backend must be one of {list(kernels.BACKENDS)}, got {backend!r}"
+    if not isinstance(backend, str) or backend not in kernels.BACKEND_CHOICES:
+        return f"backend must be one of {list(kernels.BACKEND_CHOICES)}, got {backend!r}"
     if not (np.isfinite(learning_rate) and learning_rate > 0):
         return f"learning_rate must be a finite number > 0, got {learning_rate!r}"
     if int(max_iter) != max_iter or max_iter < 1:
@@ -497,7 +499,7 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
         l1_ratio: float = 0.0, fit_intercept: bool = True, batch_size: int | None = None,
         momentum: float = 0.0, nesterov: bool = False, beta1: float = 0.9, beta2: float = 0.999,
         weight_decay: float = 0.01, n_iter_no_change: int = 5, random_state: int = 0,
-        backend: str = "numba", comm: Comm | None = None, callback: Callback | None = None,
+        backend: str = "auto", comm: Comm | None = None, callback: Callback | None = None,
         verbose: bool = False, rebalance: bool = False, rebalance_every: int | None = None,
         rebalance_threshold: float = 0.05, overlap: bool = False,
         checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: int | None = None,
@@ -590,6 +592,7 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     if error is None:
         X, y, error = check_shard(X, y, loss, n_classes)
     raise_if_any(comm, error)
+    backend = kernels.pick_backend(loss, X, backend)
     n, rows_per_rank = _agree_on_shapes(X, comm)
     K = n_classes if loss == "softmax" else 1
     used_threads = threads.configure(comm.local_size)
@@ -659,7 +662,8 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     return FitResult(coef=np.array(coef), intercept=np.array(intercept) if K > 1 else intercept,
                      n_iter=n_iter, converged=converged, loss_history=np.array(history),
                      grad_norm=grad_norm, n_rows=n_rows, n_ranks=comm.size,
-                     threads=used_threads, seconds=time.perf_counter() - start, report=report)
+                     threads=used_threads, seconds=time.perf_counter() - start, backend=backend,
+                     report=report)
 
 
 def training_report(objective: Objective) -> dict[str, Any]:
@@ -902,7 +906,7 @@ def _run_lbfgs(objective, theta, max_iter, tol, callback, progress, guard):
 
 def fit_gd(X: Any, y: Any, *, loss: str = "squared", learning_rate: float = 0.1,
            max_iter: int = 1000, tol: float = 1e-6, alpha: float = 0.0,
-           fit_intercept: bool = True, backend: str = "numba", comm: Comm | None = None,
+           fit_intercept: bool = True, backend: str = "auto", comm: Comm | None = None,
            callback: Callback | None = None) -> FitResult:
     """Full-batch gradient descent with an L2 penalty alpha/2 * |coef|^2: `fit(..., solver="gd")`.
 

@@ -5,8 +5,10 @@ import json
 import math
 import sys
 
+import numpy as np
 import pytest
 
+from fastdp import kernels
 from fastdp.bench import alphabeta
 
 pytestmark = pytest.mark.mpi
@@ -22,6 +24,8 @@ def test_tiny_strong_scaling_run(command, tmp_path):
     runs = record["runs"]
     assert [(r["ranks"], r["threads"]) for r in runs] == [(1, 1), (2, 1)]
     assert [r["rows_per_rank"] for r in runs] == [2000, 1000]
+    dense = np.empty((0, 1))  # the default "auto" backend's pick for dense least squares
+    assert [r["backend"] for r in runs] == [kernels.pick_backend("squared", dense)] * 2
     for r in runs:
         assert r["evaluations"] == 4  # steps + 1 evaluations in a full-batch fit
         assert r["step_s"] > 0 and r["compute_s"] > 0 and r["wait_s"] >= 0

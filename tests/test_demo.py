@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from fastdp import demo
+from fastdp import demo, kernels
 
 
 @pytest.mark.mpi
@@ -16,6 +16,8 @@ def test_demo_launches_mpiexec_and_agrees(command):
             if line.startswith(("serial ", "data-parallel "))}
     assert rows["serial"][1] == "1" and rows["data-parallel"][1] == "2"
     assert rows["serial"][4] == rows["data-parallel"][4]  # same iteration count
+    ran = kernels.pick_backend("squared", np.empty((0, 4)))  # what the default "auto" runs
+    assert rows["serial"][3] == rows["data-parallel"][3] == ran
     assert float(rows["data-parallel"][6]) < 1e-12  # max |theta - theta_serial|
     assert float(rows["serial"][7]) < 1e-6  # max |theta - theta_lstsq|
     assert "OK: data-parallel theta equals serial theta" in result.stdout
@@ -34,7 +36,7 @@ def test_report_fails_when_parallel_differs(capsys):
     cfg = demo.DemoConfig(rows=1000, features=2)
     X_theta = [2.0, 0.0, 3.0]
     serial = {"theta": X_theta, "n_iter": 5, "loss": 0.1, "ranks": 1, "threads": {"numba": 2},
-              "seconds": 0.1}
+              "seconds": 0.1, "backend": "numba"}
     parallel = serial | {"theta": list(np.array(X_theta) * (1 + 1e-8)), "ranks": 2}
     assert demo._report(cfg, serial, parallel) == 1
     assert "FAIL: data-parallel theta differs" in capsys.readouterr().out

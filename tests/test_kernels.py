@@ -277,6 +277,36 @@ def test_bad_arguments_are_named(args, message):
         kernels.loss_grad(args.pop("loss"), **args)
 
 
+@pytest.mark.parametrize("simd_rows", [True, False])
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_auto_picks_cython_for_dense_scalar_losses_with_avx512_rows_else_numba(loss, fmt, simd_rows,
+                                                                              monkeypatch):
+    monkeypatch.setattr(kernels._cython_dense, "SIMD_ROWS", simd_rows)
+    X = make(loss, 3, 2, np.float64, fmt)[0]
+    expected = "cython" if simd_rows and fmt == "dense" and loss != "softmax" else "numba"
+    assert kernels.pick_backend(loss, X) == kernels.pick_backend(loss, X, "auto") == expected
+    for backend in kernels.BACKENDS:  # a named backend is kept
+        assert kernels.pick_backend(loss, X, backend) == backend
+
+
+@pytest.mark.parametrize("backend", ["gpu", None, "AUTO"])
+def test_pick_backend_names_the_choices(backend):
+    with pytest.raises(ValueError, match=re.escape(
+            f"backend must be one of ['auto', 'numba', 'cython', 'numpy'], got {backend!r}")):
+        kernels.pick_backend("squared", np.zeros((2, 2)), backend)
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr32"])
+@pytest.mark.parametrize("loss", ["logistic", "softmax"])
+def test_default_backend_gives_the_picked_backends_bits(loss, fmt):
+    X, y, coef, intercept = make(loss, 301, 5, np.float64, fmt)
+    picked = kernels.loss_grad(loss, X, y, coef, intercept,
+                               backend=kernels.pick_backend(loss, X))
+    for got, want in zip(kernels.loss_grad(loss, X, y, coef, intercept), picked):
+        np.testing.assert_array_equal(got, want)
+
+
 SOFTMAX_ARGS = {"X": np.zeros((3, 2)), "y": np.array([0, 4, 1]), "coef": np.zeros((2, 5)),
                 "intercept": np.zeros(5)}
 

@@ -191,6 +191,18 @@ def test_softmax_on_csr_matches_dense():
     np.testing.assert_allclose(sparse.coef, dense.coef, atol=1e-9)
 
 
+@pytest.mark.parametrize("backend", ["auto", "numpy", "cython"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_fit_reports_the_backend_that_ran(backend, sparse):
+    import scipy.sparse as sp
+    X, y = synthetic.linear_regression(200, 3, seed=2)
+    X = sp.csr_matrix(X) if sparse else X
+    result = fit(X, y, solver="gd", max_iter=3, backend=backend)
+    assert result.backend == kernels.pick_backend("squared", X, backend) != "auto"
+    named = fit(X, y, solver="gd", max_iter=3, backend=result.backend)
+    np.testing.assert_array_equal(result.coef, named.coef)  # "auto" ran that backend's kernels
+
+
 @pytest.mark.parametrize("kwargs,message", [
     ({"solver": "newton"}, "solver must be one of"),
     ({"solver": "lbfgs", "alpha": 1.0, "l1_ratio": 0.5}, "solver='lbfgs' needs a smooth objective"),

@@ -3,9 +3,9 @@ this machine, and the alpha-beta model's prediction for 8 to 1024 nodes (fastdp.
 
 For each (ranks, threads) it launches `mpiexec -n RANKS python -m fastdp.bench.scaling --worker
 train ...` with NUMBA_NUM_THREADS = OMP_NUM_THREADS = threads. Each rank generates its own rows
-(fastdp.synthetic.linear_regression), fits them with `fastdp.train.fit(solver="gd", tol=0)` once
-for WARMUP_STEPS steps (compilation, first touch of the pages), then again for --steps steps,
-timed; rank 0 reports the step time and the compute and Allreduce-wait seconds of
+(fastdp.synthetic.linear_regression), fits them with `fastdp.train.fit(solver="gd", tol=0)` (the
+default backend, "auto"; each run records the one it picked) once for WARMUP_STEPS steps
+(compilation, first touch of the pages), then again for --steps steps, timed; rank 0 reports the step time and the compute and Allreduce-wait seconds of
 `result.report`. Speedup and efficiency are against the run with the fewest ranks of the same
 threads (1 rank by default): strong (fixed total rows) T_b / T_p and b*T_b / (p*T_p); weak (fixed
 rows per rank) (p/b) * T_b / T_p and T_b / T_p.
@@ -81,7 +81,8 @@ def _train_worker(args: argparse.Namespace) -> dict[str, Any]:
     train.fit(X, y, solver="gd", max_iter=WARMUP_STEPS, tol=0)
     result = train.fit(X, y, solver="gd", max_iter=args.steps, tol=0)
     ranks, evaluations = result.report["ranks"], result.report["evaluations"]
-    return {"ranks": comm.size, "threads": result.threads["numba"], "rows": total,
+    return {"ranks": comm.size, "threads": result.threads[result.backend],
+            "backend": result.backend, "rows": total,
             "rows_per_rank": max(r["rows"] for r in ranks), "evaluations": evaluations,
             "step_s": result.seconds / evaluations,
             "compute_s": float(np.mean([r["compute_s"] for r in ranks])) / evaluations,

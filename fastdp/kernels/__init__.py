@@ -1,6 +1,6 @@
 """Pure array kernels: the loss and gradient SUMS over one shard's rows.
 
-    loss_grad(loss, X, y, coef, intercept, backend="numba") -> (loss_sum, grad_coef, grad_intercept)
+    loss_grad(loss, X, y, coef, intercept, backend="auto") -> (loss_sum, grad_coef, grad_intercept)
     loss_grad_sums(loss, X, y, coef, intercept, out, backend=..., scratch=..., validate=...,
                    tiles=...) -> out
     tile_csr(X, n_outputs=K) -> TiledCSR, a column-tiled copy of wide CSR X for loss_grad_sums(tiles=)
@@ -15,7 +15,8 @@ takes coef (n, K) and intercept (K,). X is dense (C-contiguous float32/float64) 
 
 Backends share one contract: "numba" (numba_dense.py, numba_sparse.py), "cython"
 (csrc/dense_loss.pyx, csrc/sparse_loss.pyx, OpenMP) and "numpy" (reference.py, the ground truth
-in tests). The compiled backends accumulate in float64 over fixed blocks of rows, one private
+in tests). "auto", the default, picks one of the compiled two by X's format and the loss
+(pick_backend). The compiled backends accumulate in float64 over fixed blocks of rows, one private
 accumulator per block, summed in block order, so their results do not depend on the number of
 threads. Dense blocks have BLOCK_ROWS rows; CSR blocks are sized by `sparse_block_rows`. With
 tiles (tiles.py: wide CSR) every sum runs in an order fixed by the shape, so
@@ -34,7 +35,8 @@ from . import _cython_dense, _cython_sparse, numba_dense, numba_margins, numba_s
 from .losses import BINARY_LOSSES, LOSS_CODES, MULTICLASS_LOSSES
 from .tiles import MIN_FEATURES as TILE_MIN_FEATURES, TILE_COLS, TiledCSR, tile_csr as _tile_arrays
 
-BACKENDS: tuple[str, ...] = ("numba", "cython", "numpy")
+BACKENDS: tuple[str, ...] = ("numba", "cython", "numpy")  # the kernels' implementations
+BACKEND_CHOICES: tuple[str, ...] = ("auto",) + BACKENDS  # what a caller may pass (pick_backend)
 BLOCK_ROWS = 4096
 SPARSE_SCRATCH_BYTES = 64 * 2**20  # about the size of a CSR shard's per-block accumulators (see sparse_block_rows)
 OPENMP: bool = _cython_dense.HAVE_OPENMP and _cython_sparse.HAVE_OPENMP  # False: Cython runs on one thread
@@ -195,7 +197,26 @@ def _real(a, name: str) -> np.ndarray:
     return a
 
 
-def _prepare(loss: str, X, y, coef, intercept, backend: str, validate: bool):
+def pick_backend(loss: str, X, backend: str = "auto") -> str:
+    """The backend that runs `loss` over X: `backend` itself, unless it is "auto".
+
+    "auto" picks "cython" for dense X and a scalar-margin loss when the Cython dense kernels were
+    built with AVX-512 (_cython_dense.SIMD_ROWS: csrc/simd_rows.h), and "numba" otherwise (CSR X,
+    softmax, or a build without AVX-512): the faster of the two on most shapes of each path in
+    benchmarks/bench_backends.py and `fastdp bench kernels` (README, Measured). The choice
+    depends on the build, the format and the loss only, never on timings, so every rank of one
+    installation makes the same one.
+    Raises ValueError for a backend not in BACKEND_CHOICES.
+    """
+    if not isinstance(backend, str) or backend not in BACKEND_CHOICES:
+        raise ValueError(f"backend must be one of {list(BACKEND_CHOICES)}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    dense_scalar = not sp.issparse(X) and isinstance(loss, str) and loss not in MULTICLASS_LOSSES
+    return "cython" if dense_scalar and _cython_dense.SIMD_ROWS else "numba"
+
+
+def _prepare(loss: str, X, y, coef, intercept, validate: bool):
     """Check the arguments; return (X parts, y, coef, intercept, K) in the kernels' dtypes.
 
     X parts: (X,) for dense X, (data, indices, indptr) for CSR. validate=False skips the checks
@@ -203,8 +224,6 @@ def _prepare(loss: str, X, y, coef, intercept, backend: str, validate: bool):
     """
     if not isinstance(loss, str) or loss not in LOSS_CODES:
         raise ValueError(f"loss must be one of {sorted(LOSS_CODES)}, got {loss!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     if _is_csr(X):
         parts = _prepare_csr(X, validate)
         dtype = parts[0].dtype
@@ -270,7 +289,7 @@ def validate_input(loss: str, X, y, coef, intercept) -> None:
     but coef has 5 classes (labels must be 0..4)". A training loop calls this once, then
     loss_grad_sums(..., validate=False) at every step.
     """
-    _prepare(loss, X, y, coef, intercept, "numpy", validate=True)
+    _prepare(loss, X, y, coef, intercept, validate=True)
 
 
 def tiles_pay_off(loss: str, X, n_outputs: int = 1) -> bool:
@@ -327,7 +346,7 @@ def _check_tiles(tiles, X, dtype: np.dtype, K: int) -> None:
                          + (f" with {X.nnz} non-zeros of {dtype}" if _is_csr(X) else " (dense)"))
 
 
-def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend: str = "numba",
+def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend: str = "auto",
                    scratch: np.ndarray | None = None, validate: bool = True,
                    tiles: TiledCSR | None = None) -> np.ndarray:
     """Write the shard's gradient and loss sums into `out`; the allocation-free form of loss_grad.
@@ -341,6 +360,8 @@ def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend
     intercept: float (scalar losses) or (K,) ("softmax")
     out:       (coef.size + K + 1,) float64, OUT <- [grad_coef (coef.size, row-major), grad_intercept
                (K), loss_sum]; K = 1 for the scalar losses, which gives the (n + 2,) layout
+    backend:   "auto" (pick_backend chooses by X's format and the loss), "numba", "cython" or
+               "numpy"
     scratch:   optional scratch_shape(loss, X, coef) float64 for the compiled backends' per-block
                sums (allocated when None; ignored by "numpy")
     validate:  True runs every check (validate_input); False only the O(1) shape and dtype checks,
@@ -350,7 +371,8 @@ def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend
                (shape, nnz and dtype are checked, not the values). "numpy" ignores it.
     Returns out. An empty shard (m = 0) gives zeros.
     """
-    parts, y, coef, intercept, K = _prepare(loss, X, y, coef, intercept, backend, validate)
+    backend = pick_backend(loss, X, backend)
+    parts, y, coef, intercept, K = _prepare(loss, X, y, coef, intercept, validate)
     size = coef.size + K + 1
     _check_writable(out, "out")
     if out.shape != (size,) or out.dtype != np.float64:
@@ -396,7 +418,7 @@ def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend
     return out
 
 
-def loss_grad(loss: str, X, y, coef, intercept, *, backend: str = "numba"):
+def loss_grad(loss: str, X, y, coef, intercept, *, backend: str = "auto"):
     """Loss sum and gradient sums over the rows of one shard (validated; see loss_grad_sums).
 
     Returns (loss_sum: float, grad_coef: float64 shaped like coef, grad_intercept: float for the
@@ -455,7 +477,7 @@ def get_num_threads() -> dict[str, int]:
 
 
 def block_sums(loss: str, X, y, coef, intercept, out: np.ndarray, block_rows: int, *,
-               start: int = 0, stop: int | None = None, backend: str = "numba",
+               start: int = 0, stop: int | None = None, backend: str = "auto",
                validate: bool = True) -> np.ndarray:
     """Per-block sums over rows start..stop of X, one row of `out` per block, never added together.
 
@@ -468,7 +490,8 @@ def block_sums(loss: str, X, y, coef, intercept, out: np.ndarray, block_rows: in
     CSR rows are passed to the kernel as a view (indptr[start:stop + 1], not copied).
     Returns out.
     """
-    parts, y, coef, intercept, K = _prepare(loss, X, y, coef, intercept, backend, validate)
+    backend = pick_backend(loss, X, backend)
+    parts, y, coef, intercept, K = _prepare(loss, X, y, coef, intercept, validate)
     stop = X.shape[0] if stop is None else stop
     try:
         start, stop = operator.index(start), operator.index(stop)

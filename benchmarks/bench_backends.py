@@ -1,0 +1,67 @@
+"""Numba against Cython on dense data, across widths, dtypes and losses: the evidence behind
+fastdp.kernels.pick_backend, which the default backend ("auto") follows.
+
+    python benchmarks/bench_backends.py [--features 1,3,8,17,100,300] [--mib 256] [--rounds 7]
+
+For each width n, X is a dense (m, n) array of about --mib MiB in float64 (m = rows that fill it;
+the float32 array has the same rows), and each loss's loss_grad_sums is timed on both compiled
+backends in interleaved rounds (fastdp.bench.timing.interleaved_best). Printed per case: the best
+round of each backend, numba / cython (above 1: Cython is faster) and what "auto" picks. Both
+backends' sums are checked against each other first (float64: 1e-9 relative, float32: 1e-4).
+"""
+
+import argparse
+
+import numpy as np
+
+from fastdp import kernels
+from fastdp.bench.timing import interleaved_best
+
+LOSSES = (("squared", 1), ("logistic", 1), ("hinge", 1), ("softmax", 5))
+
+
+def int_list(text: str) -> list[int]:
+    return [int(v) for v in text.split(",")]
+
+
+def problem(loss: str, K: int, m: int, n: int, dtype, rng: np.random.Generator):
+    """(X, y, coef, intercept, out) for loss_grad_sums."""
+    X = rng.standard_normal((m, n)).astype(dtype)
+    if K > 1:
+        return (X, rng.integers(0, K, m), rng.standard_normal((n, K)) * 0.1, np.zeros(K),
+                np.empty(n * K + K + 1))
+    y = X @ rng.standard_normal(n) if loss == "squared" else np.where(rng.random(m) < 0.5, -1.0, 1.0)
+    return X, y.astype(dtype), rng.standard_normal(n) * 0.1, 0.1, np.empty(n + 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--features", type=int_list, default=[1, 3, 8, 17, 100, 300])
+    parser.add_argument("--mib", type=float, default=256.0)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    print(f"{'n':>5} {'rows':>9} {'dtype':>8} {'loss':>9} {'numba ms':>9} {'cython ms':>10} "
+          f"{'numba/cython':>13} {'auto':>7}")
+    for n in args.features:
+        m = max(1, int(args.mib * 2**20 / (8 * n)))
+        for dtype in (np.float64, np.float32):
+            for loss, K in LOSSES:
+                X, y, coef, intercept, out = problem(loss, K, m, n, dtype, rng)
+                sums = {b: kernels.loss_grad_sums(loss, X, y, coef, intercept, out.copy(), backend=b)
+                        for b in ("numba", "cython")}
+                tol = 1e-9 if dtype == np.float64 else 1e-4
+                scale = max(1.0, float(np.abs(sums["cython"]).max()))
+                if not np.allclose(sums["numba"], sums["cython"], rtol=0, atol=tol * scale):
+                    raise SystemExit(f"{loss} n={n} {np.dtype(dtype).name}: the backends disagree")
+                best = interleaved_best(
+                    {b: (lambda b=b: kernels.loss_grad_sums(loss, X, y, coef, intercept, out,
+                                                            backend=b, validate=False))
+                     for b in ("numba", "cython")}, args.rounds)
+                print(f"{n:>5} {m:>9} {np.dtype(dtype).name:>8} {loss:>9} "
+                      f"{best['numba'] * 1e3:>9.2f} {best['cython'] * 1e3:>10.2f} "
+                      f"{best['numba'] / best['cython']:>13.2f} {kernels.pick_backend(loss, X):>7}")
+
+
+if __name__ == "__main__":
+    main()
