@@ -201,8 +201,9 @@ def pick_backend(loss: str, X, backend: str = "auto") -> str:
     """The backend that runs `loss` over X: `backend` itself, unless it is "auto".
 
     "auto" picks "cython" for dense X and a scalar-margin loss when the Cython dense kernels were
-    built with AVX-512 (_cython_dense.SIMD_ROWS: csrc/simd_rows.h), and "numba" otherwise (CSR X,
-    softmax, or a build without AVX-512): the faster of the two on most shapes of each path in
+    built with AVX-512 (_cython_dense.SIMD_ROWS: csrc/simd_rows.h) and OpenMP (OPENMP), and
+    "numba" otherwise (CSR X, softmax, or a build without them: a Cython build without OpenMP
+    runs on one thread): the faster of the two on most shapes of each path in
     benchmarks/bench_backends.py and `fastdp bench kernels` (README, Measured). The choice
     depends on the build, the format and the loss only, never on timings, so every rank of one
     installation makes the same one.
@@ -213,7 +214,7 @@ def pick_backend(loss: str, X, backend: str = "auto") -> str:
     if backend != "auto":
         return backend
     dense_scalar = not sp.issparse(X) and isinstance(loss, str) and loss not in MULTICLASS_LOSSES
-    return "cython" if dense_scalar and _cython_dense.SIMD_ROWS else "numba"
+    return "cython" if dense_scalar and _cython_dense.SIMD_ROWS and OPENMP else "numba"
 
 
 def _prepare(loss: str, X, y, coef, intercept, validate: bool):
