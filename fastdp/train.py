@@ -346,8 +346,8 @@ class Batches:
     rows of each batch it holds (objective.ranges[rank], read at each `prepare`: the balancer
     moves rows), in increasing order. None of it depends on theta.
 
-    Dense X is gathered into one array reused from batch to batch (np.take into a preallocated
-    buffer), so a Batch's arrays are valid until the next `prepare`; CSR rows are selected by
+    Dense X is gathered into one array reused from batch to batch (kernels.take_rows, threaded,
+    into a preallocated buffer), so a Batch's arrays are valid until the next `prepare`; CSR rows are selected by
     scipy (X[rows]), a new matrix each time.
     """
 
@@ -383,7 +383,7 @@ class Batches:
             row_bytes = X.shape[1] * X.itemsize
             piece = max(1, len(rows) if done else self.GATHER_BYTES // max(1, row_bytes))
             for a in range(0, len(rows), piece):
-                np.take(objective.X, rows[a:a + piece], axis=0, out=X[a:a + piece], mode="clip")
+                kernels.take_rows(objective.X, rows[a:a + piece], X[a:a + piece], validate=False)
                 done = done or request.test()
             np.take(objective.y, rows, out=y, mode="clip")  # rows are in range: no checks
         members = None if objective.tree is None else np.sort(batch)

@@ -31,7 +31,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from . import _cython_dense, _cython_sparse, numba_dense, numba_margins, numba_sparse, reference
+from . import (_cython_dense, _cython_sparse, numba_dense, numba_margins, numba_rows, numba_sparse,
+               reference)
 from .losses import BINARY_LOSSES, LOSS_CODES, MULTICLASS_LOSSES
 from .tiles import MIN_FEATURES as TILE_MIN_FEATURES, TILE_COLS, TiledCSR, tile_csr as _tile_arrays
 
@@ -462,6 +463,33 @@ def decision_function(X, coef: np.ndarray, intercept) -> np.ndarray:
     numba_margins.dense_margins(np.ascontiguousarray(X), np.ascontiguousarray(coef.reshape(X.shape[1], K).T),
                                 np.ascontiguousarray(intercept), out)
     return out[:, 0] if coef.ndim == 1 else out
+
+
+def take_rows(X: np.ndarray, rows: np.ndarray, out: np.ndarray, *, validate: bool = True) -> np.ndarray:
+    """out <- X[rows], the rows gathered by threads (numba_rows.py): a mini-batch's rows of a dense
+    shard, into a buffer reused from batch to batch.
+
+    X:        (m, n) C-contiguous float32 or float64
+    rows:     (k,) integer row numbers in 0..m-1 (any order, repeats allowed)
+    out:      (k, n) C-contiguous, X's dtype, OUT
+    validate: False skips the O(k) check that every row is in 0..m-1, for a caller that made them
+    Returns out.
+    """
+    if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype in (np.float32, np.float64)
+            and X.flags.c_contiguous):
+        raise ValueError("X must be a 2-D C-contiguous float32 or float64 array")
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or rows.dtype.kind not in "iu":
+        raise ValueError(f"rows must be a 1-D array of integers, got {rows.dtype} {rows.shape}")
+    _check_writable(out, "out")
+    if out.shape != (rows.size, X.shape[1]) or out.dtype != X.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous {X.dtype} of shape {(rows.size, X.shape[1])}, "
+                         f"got {out.dtype} {out.shape}")
+    if validate and rows.size and (rows.min() < 0 or rows.max() >= X.shape[0]):
+        bad = int(rows[(rows < 0) | (rows >= X.shape[0])][0])
+        raise ValueError(f"rows has row {bad} but X has {X.shape[0]} rows")
+    numba_rows.take_rows(X, rows.astype(np.int64, copy=False), out)
+    return out
 
 
 def set_cython_threads(n: int) -> None:
