@@ -11,7 +11,7 @@ overlap=False and overlap=True, interleaved over rounds (the order alternates fr
 so drift in the machine's load falls on both alike), after one warm-up fit of each:
 
 - dense: squared loss, 400,000 x 256 float64, batch 8,192 (4,096 rows a rank a step gathered
-  by np.take, 8 MiB): a 259-value buffer (2 KiB) per Allreduce;
+  by kernels.take_rows, 8 MiB): a 259-value buffer (2 KiB) per Allreduce;
 - csr: logistic loss, hashed text 200,000 x 2**18 with 50-150 (mean 100) non-zeros a row
   (fastdp.bench.cases.hashed_text), batch 1,024 (about 512 rows a rank a step, selected by
   scipy): a 262,147-value buffer (2 MiB) per Allreduce.
