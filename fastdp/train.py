@@ -360,6 +360,10 @@ class Batches:
         self._epoch, self._order = -1, np.empty(0, dtype=np.int64)
         self._X: np.ndarray | None = None  # dense X's gather buffers
         self._y: np.ndarray | None = None
+        X = objective.X
+        if not sp.issparse(X) and X.shape[0]:  # load the gather kernel and start its threads
+            kernels.take_rows(X, np.zeros(1, dtype=np.int64), np.empty((1, X.shape[1]), X.dtype),
+                              validate=False)  # now, not in the first step's timed compute
 
     def prepare(self, epoch: int, start: int, request: Request | None = None) -> Batch:
         """This rank's part of the batch of `epoch` whose global rows start at `start` in the
