@@ -347,8 +347,8 @@ class Batches:
     moves rows), in increasing order. None of it depends on theta.
 
     Dense X is gathered into one array reused from batch to batch (kernels.take_rows, threaded,
-    into a preallocated buffer), so a Batch's arrays are valid until the next `prepare`; CSR rows are selected by
-    scipy (X[rows]), a new matrix each time.
+    into a preallocated buffer), so a Batch's arrays are valid until the next `prepare`; CSR rows
+    are selected by scipy (X[rows]), a new matrix each time.
     """
 
     GATHER_BYTES = 1 << 21  # while a reduction is in flight: test it between pieces this large

@@ -5,8 +5,8 @@ For each (ranks, threads) it launches `mpiexec -n RANKS python -m fastdp.bench.s
 train ...` with NUMBA_NUM_THREADS = OMP_NUM_THREADS = threads. Each rank generates its own rows
 (fastdp.synthetic.linear_regression), fits them with `fastdp.train.fit(solver="gd", tol=0)` (the
 default backend, "auto"; each run records the one it picked) once for WARMUP_STEPS steps
-(compilation, first touch of the pages), then again for --steps steps, timed; rank 0 reports the step time and the compute and Allreduce-wait seconds of
-`result.report`. Speedup and efficiency are against the run with the fewest ranks of the same
+(compilation, first touch of the pages), then again for --steps steps, timed; rank 0 reports
+the step time and the compute and Allreduce-wait seconds of `result.report`. Speedup and efficiency are against the run with the fewest ranks of the same
 threads (1 rank by default): strong (fixed total rows) T_b / T_p and b*T_b / (p*T_p); weak (fixed
 rows per rank) (p/b) * T_b / T_p and T_b / T_p.
 
