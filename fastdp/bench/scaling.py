@@ -6,9 +6,10 @@ train ...` with NUMBA_NUM_THREADS = OMP_NUM_THREADS = threads. Each rank generat
 (fastdp.synthetic.linear_regression), fits them with `fastdp.train.fit(solver="gd", tol=0)` (the
 default backend, "auto"; each run records the one it picked) once for WARMUP_STEPS steps
 (compilation, first touch of the pages), then again for --steps steps, timed; rank 0 reports
-the step time and the compute and Allreduce-wait seconds of `result.report`. Speedup and efficiency are against the run with the fewest ranks of the same
-threads (1 rank by default): strong (fixed total rows) T_b / T_p and b*T_b / (p*T_p); weak (fixed
-rows per rank) (p/b) * T_b / T_p and T_b / T_p.
+the step time and the compute and Allreduce-wait seconds of `result.report`. Speedup and
+efficiency are against the run with the fewest ranks of the same threads (1 rank by default):
+strong (fixed total rows) T_b / T_p and b*T_b / (p*T_p); weak (fixed rows per rank)
+(p/b) * T_b / T_p and T_b / T_p.
 
 Then it launches `--worker comm` on COMM_RANKS ranks (fastdp.bench.comm.measure at MODEL_SIZES),
 fits alpha and beta, takes one node's compute rate from the run with the fewest ranks (and the most
