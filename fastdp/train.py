@@ -134,7 +134,7 @@ class Objective:
         self.grad = np.empty(self.size)
         self.scratch: dict[tuple[int, int], np.ndarray] = {}  # the kernels' block sums, by shape
         self.csr_tiles = csr_tiles  # may full passes over wide CSR read a column-tiled copy?
-        self.tiles: kernels.TiledCSR | None = None  # that copy, built at the first such pass
+        self.tiles: kernels.WideCSR | None = None  # that copy, built at the first such pass
         self.compute_seconds = 0.0  # this rank's time in its kernels (batch preparation included)
         self.wait_seconds = 0.0  # this rank's time in the Allreduce (with overlap: starting the
         # Iallreduce and blocked in its wait), waiting for the others included
@@ -195,7 +195,7 @@ class Objective:
         self.wait_seconds += time.perf_counter() - reduce
         return self._finish(theta)
 
-    def _tiles(self, batch: Batch | None) -> kernels.TiledCSR | None:
+    def _tiles(self, batch: Batch | None) -> kernels.WideCSR | None:
         """The shard's column-tiled copy for a full pass over wide CSR X with a compiled backend
         (built at the first such pass, and again after the rows move), else None."""
         if batch is not None or self.backend == "numpy" or not self.csr_tiles or \
@@ -283,7 +283,7 @@ class Objective:
         return "the gradient became inf" if np.isinf(gradient).any() else None
 
     def _slow_down(self, X: Any, y: np.ndarray, coef: np.ndarray, intercept: Any,
-                   seconds: float, tiles: kernels.TiledCSR | None = None) -> None:
+                   seconds: float, tiles: kernels.WideCSR | None = None) -> None:
         """FASTDP_SLOWDOWN's factor f: do the kernel work int(f) times in all (into a throwaway
         buffer), then sleep for the fraction of f left, as a node f times slower would."""
         spare = np.empty(self.size + 1)

@@ -406,12 +406,13 @@ def test_extreme_values_give_the_reference_or_non_finite(case, block_rows):
                shuffled=False),
        tile_cols=st.integers(1, 6), block_rows=st.integers(1, 5))
 def test_tiled_csr_gives_the_reference_or_non_finite(case, tile_cols, block_rows):
-    """The column-tiled kernels (kernels.tile_csr, tiles of tile_cols columns, chunks of
-    block_rows rows; every loss) on the same random CSR shapes, patterns, containers and values,
+    """The wide-CSR kernels (kernels.tile_csr: column-major copy or column tiles, tiles of
+    tile_cols columns, chunks of block_rows rows; every loss) on the same random CSR shapes, patterns, containers and values,
     moderate or extreme: each component is the reference's to rounding, or non-finite where it is."""
     out = np.full(case.size, np.nan)
     with pytest.MonkeyPatch.context() as mp, np.errstate(all="ignore"):
-        mp.setattr(kernels, "BLOCK_ROWS", block_rows)
+        mp.setattr(kernels, "BLOCK_ROWS", block_rows)  # softmax's TiledCSR
+        mp.setattr(kernels.columns, "CHUNK_ROWS", block_rows)  # the scalar losses' ColumnCSR
         tiles = kernels.tile_csr(case.X, n_outputs=kernels.n_outputs(case.loss, case.coef),
                                  tile_cols=tile_cols)
         assert tiles.chunk_rows == block_rows  # many chunks: their sums added in order run too

@@ -1,7 +1,8 @@
-"""The column-tiled CSR copy (fastdp/kernels/tiles.py) and the kernels that read it: the layout
-holds every non-zero once in its (tile, row) segment, the sums equal the NumPy reference for every
-loss (softmax included), dtype and index dtype, with many tiles and chunks, and do not depend on
-the threads."""
+"""The column-tiled CSR copy (fastdp/kernels/tiles.py) and the softmax kernels that read it: the
+layout holds every non-zero once in its (tile, row) segment, the sums equal the NumPy reference for
+every dtype and index dtype, with many tiles and chunks, and do not depend on the threads; and
+kernels.tile_csr, which builds this copy for softmax and columns.py's for the scalar losses
+(tests/test_kernels_columns.py): its defaults, tiles_pay_off and every bad argument named."""
 
 import re
 
@@ -11,10 +12,9 @@ import pytest
 import scipy.sparse as sp
 
 from fastdp import kernels
-from fastdp.kernels import _cython_sparse, tiles
+from fastdp.kernels import _cython_sparse, columns, tiles
 
 COMPILED = ["numba", "cython"]
-SCALAR_LOSSES = ["squared", "logistic", "hinge", "squared_hinge"]
 K = 4  # classes of the softmax problems
 
 
@@ -46,7 +46,7 @@ def problem(loss: str, m: int, n: int, dtype=np.float64, seed: int = 0):
     return y, rng.standard_normal(n), 0.25
 
 
-def small_tiles(X, chunk_rows: int, tile_cols: int, n_outputs: int = 1) -> kernels.TiledCSR:
+def small_tiles(X, chunk_rows: int, tile_cols: int, n_outputs: int = K) -> kernels.TiledCSR:
     return tiles.tile_csr(X.data, X.indices, X.indptr, X.shape[1], chunk_rows, tile_cols, n_outputs)
 
 
@@ -90,7 +90,7 @@ def test_layout_holds_each_rows_entries_of_each_tile_in_the_rows_order(index_dty
     m, T = X.shape[0], t.n_tiles
     assert t.seg.shape == (T * m + 1,) and t.seg[0] == 0 and t.seg[-1] == X.nnz
     assert np.all(np.diff(t.seg) >= 0) and t.indices.dtype == index_dtype
-    assert t.work.shape == (6, 12) and t.chunk_rows == 10
+    assert t.work.shape == (6, 10 * K + K + 1) and t.chunk_rows == 10
     for r in range(m):
         row_idx = X.indices[X.indptr[r]:X.indptr[r + 1]]
         row_data = X.data[X.indptr[r]:X.indptr[r + 1]]
@@ -101,19 +101,18 @@ def test_layout_holds_each_rows_entries_of_each_tile_in_the_rows_order(index_dty
             assert np.array_equal(t.data[lo:hi], row_data[inside])
 
 
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("loss", SCALAR_LOSSES + ["softmax"])
 @pytest.mark.parametrize("backend", COMPILED)
-def test_tiled_sums_match_the_reference(backend, loss, dtype):
+def test_tiled_sums_match_the_reference(backend, dtype, index_dtype):
     """Many tiles (width 9 of 100 columns), many chunks (the last one partial), empty rows."""
-    X = wide_csr(1003, 100, dtype)
-    y, coef, b = problem(loss, 1003, 100, dtype)
-    k = kernels.n_outputs(loss, coef)
-    t = small_tiles(X, chunk_rows=128, tile_cols=9, n_outputs=k)
-    assert t.n_tiles == 12 and t.work.shape == (8, 128 * k + k + 1)
-    got = kernels.loss_grad_sums(loss, X, y, coef, b, np.full(coef.size + k + 1, np.nan),
+    X = wide_csr(1003, 100, dtype, index_dtype)
+    y, coef, b = problem("softmax", 1003, 100, dtype)
+    t = small_tiles(X, chunk_rows=128, tile_cols=9)
+    assert t.n_tiles == 12 and t.work.shape == (8, 128 * K + K + 1)
+    got = kernels.loss_grad_sums("softmax", X, y, coef, b, np.full(coef.size + K + 1, np.nan),
                                  backend=backend, tiles=t)
-    ref = reference(loss, X, y, coef, b)
+    ref = reference("softmax", X, y, coef, b)
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(got, ref, rtol=0, atol=tol * max(1.0, np.abs(ref).max()))
 
@@ -121,29 +120,28 @@ def test_tiled_sums_match_the_reference(backend, loss, dtype):
 @pytest.mark.parametrize("backend", COMPILED)
 def test_tiled_sums_of_unsorted_int64_rows_and_of_an_empty_shard(backend):
     X = wide_csr(300, 64, index_dtype=np.int64, unsorted=True)
-    y, coef, b = problem("logistic", 300, 64)
+    y, coef, b = problem("softmax", 300, 64)
     t = small_tiles(X, chunk_rows=50, tile_cols=16)
-    got = kernels.loss_grad_sums("logistic", X, y, coef, b, np.empty(66), backend=backend, tiles=t,
+    out = np.empty(coef.size + K + 1)
+    got = kernels.loss_grad_sums("softmax", X, y, coef, b, out, backend=backend, tiles=t,
                                  validate=False)  # validation would refuse the unsorted rows
     X.sort_indices()
-    ref = kernels.loss_grad_sums("logistic", X, y, coef, b, np.empty(66), backend="numpy")
+    ref = reference("softmax", X, y, coef, b)
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
     E = sp.csr_array((0, 64))
-    e = kernels.loss_grad_sums("squared", E, np.empty(0), coef, b, np.full(66, np.nan),
-                               backend=backend, tiles=kernels.tile_csr(E))
-    assert np.array_equal(e, np.zeros(66))
+    e = kernels.loss_grad_sums("softmax", E, np.empty(0, np.intp), coef, b, np.full(out.size, np.nan),
+                               backend=backend, tiles=kernels.tile_csr(E, n_outputs=K))
+    assert np.array_equal(e, np.zeros(out.size))
 
 
-@pytest.mark.parametrize("loss", ["logistic", "softmax"])
 @pytest.mark.parametrize("backend", COMPILED)
-def test_tiled_sums_do_not_depend_on_the_thread_count(backend, loss):
+def test_tiled_sums_do_not_depend_on_the_thread_count(backend):
     X = wide_csr(20_000, 500, seed=3)
-    y, coef, b = problem(loss, 20_000, 500)
-    k = kernels.n_outputs(loss, coef)
-    t = small_tiles(X, chunk_rows=1500, tile_cols=40, n_outputs=k)
+    y, coef, b = problem("softmax", 20_000, 500)
+    t = small_tiles(X, chunk_rows=1500, tile_cols=40)
 
     def run():
-        return kernels.loss_grad_sums(loss, X, y, coef, b, np.empty(coef.size + k + 1),
+        return kernels.loss_grad_sums("softmax", X, y, coef, b, np.empty(coef.size + K + 1),
                                       backend=backend, tiles=t).copy()
 
     assert np.array_equal(with_threads(1, run), with_threads(2, run))
@@ -152,11 +150,12 @@ def test_tiled_sums_do_not_depend_on_the_thread_count(backend, loss):
 @pytest.mark.parametrize("backend", COMPILED)
 def test_tiled_sums_into_a_strided_out(backend):
     X = wide_csr(200, 30)
-    y, coef, b = problem("hinge", 200, 30)
-    out = np.full((32, 2), np.nan)
-    kernels.loss_grad_sums("hinge", X, y, coef, b, out[:, 0], backend=backend,
+    y, coef, b = problem("softmax", 200, 30)
+    size = coef.size + K + 1
+    out = np.full((size, 2), np.nan)
+    kernels.loss_grad_sums("softmax", X, y, coef, b, out[:, 0], backend=backend,
                            tiles=small_tiles(X, 64, 8))
-    ref = kernels.loss_grad_sums("hinge", X, y, coef, b, np.empty(32), backend="numpy")
+    ref = reference("softmax", X, y, coef, b)
     np.testing.assert_allclose(out[:, 0], ref, rtol=0, atol=1e-12 * np.abs(ref).max())
     assert np.isnan(out[:, 1]).all()
 
@@ -168,29 +167,36 @@ def test_tiles_pay_off_when_coef_outgrows_l2_and_the_copy_stays_small():
         X.indices, X.indptr = X.indices.astype(index_dtype), indptr.astype(index_dtype)
         return X
 
-    wide = csr(kernels.TILE_MIN_FEATURES)  # 2 tiles: 16 bytes of segments per row, 24 of X
-    assert kernels.tiles_pay_off("logistic", wide) and kernels.tiles_pay_off("squared", wide)
-    assert not kernels.tiles_pay_off("logistic", csr(kernels.TILE_MIN_FEATURES, per_row=1))
-    assert kernels.tiles_pay_off("logistic", csr(kernels.TILE_MIN_FEATURES, 1, index_dtype=np.int64))
-    narrow = csr(kernels.TILE_MIN_FEATURES // 8)  # coef (n, 8): 2**18 values, 2 tiles
+    n = kernels.TILE_MIN_FEATURES
+    # scalar losses, column-major copy: 8 bytes of column pointer per feature against X's 12 per
+    # non-zero (int32) or 16 (int64)
+    per_row = -(-8 * n // (12 * 10))  # the fewest non-zeros per row (10 rows) that pay
+    assert kernels.tiles_pay_off("logistic", csr(n, per_row)) and kernels.tiles_pay_off("squared", csr(n, per_row))
+    assert not kernels.tiles_pay_off("logistic", csr(n, per_row - 1))
+    assert kernels.tiles_pay_off("logistic", csr(n, per_row - 1, index_dtype=np.int64))
+    assert not kernels.tiles_pay_off("logistic", csr(n - 1, per_row))
+    # softmax, column tiles: 8 bytes per row and tile
+    narrow = csr(n // 8)  # coef (n / 8, 8): 2**18 values, 2 tiles: 16 bytes a row, X 24
     assert kernels.tiles_pay_off("softmax", narrow, 8) and not kernels.tiles_pay_off("softmax", narrow, 7)
+    assert not kernels.tiles_pay_off("softmax", csr(n // 8, per_row=1), 8)
     # 2**20 features, 8 classes: 64 tiles of 2**14 columns, 512 bytes of segments per row
     assert not kernels.tiles_pay_off("softmax", csr(2**20, per_row=42), 8)  # X: 504 bytes a row
     assert kernels.tiles_pay_off("softmax", csr(2**20, per_row=43), 8)  # X: 516
-    assert not kernels.tiles_pay_off("logistic", csr(kernels.TILE_MIN_FEATURES - 1))
-    assert not kernels.tiles_pay_off("lasso", wide)
-    assert not kernels.tiles_pay_off("logistic", np.zeros((2, kernels.TILE_MIN_FEATURES)))
-    assert not kernels.tiles_pay_off("logistic", sp.csc_array((10, kernels.TILE_MIN_FEATURES)))
+    assert not kernels.tiles_pay_off("lasso", csr(n, per_row))
+    assert not kernels.tiles_pay_off("logistic", np.zeros((2, n)))
+    assert not kernels.tiles_pay_off("logistic", sp.csc_array((10, n)))
 
 
 def test_tile_csr_of_a_wide_shard_uses_the_default_tiles():
     X = wide_csr(5000, 2**19, seed=5)
-    t = kernels.tile_csr(X)
-    assert t.shape == X.shape and t.nnz == X.nnz
-    assert t.n_tiles == 4 and t.bounds.tolist() == [0, 2**17, 2**18, 3 * 2**17, 2**19]
-    assert t.chunk_rows == kernels.sparse_block_rows(5000, 2**19 + 2) and t.n_outputs == 1
+    c = kernels.tile_csr(X)  # scalar losses: the column-major copy, tiles of 2**14 columns
+    assert isinstance(c, kernels.ColumnCSR) and c.shape == X.shape and c.nnz == X.nnz
+    assert c.n_tiles == 32 and np.all(np.diff(c.bounds) == 2**14) and c.n_outputs == 1
+    assert c.chunk_rows == columns.CHUNK_ROWS and c.work.shape == (5000 + 2 * c.n_chunks,)
     s = kernels.tile_csr(X, n_outputs=10)  # softmax, 10 classes: tiles of 2**17 // 10 columns
+    assert isinstance(s, kernels.TiledCSR) and s.shape == X.shape and s.nnz == X.nnz
     assert s.n_tiles == 41 and np.all(np.diff(s.bounds)[:-1] == 13107) and s.n_outputs == 10
+    assert s.chunk_rows == kernels.sparse_block_rows(5000, 2**19 * 10 + 11)
     assert s.work.shape == (-(-5000 // s.chunk_rows), s.chunk_rows * 10 + 11)
 
 
@@ -203,14 +209,19 @@ def test_bad_tiles_are_named():
     def call(loss="logistic", X=X, y=y, coef=coef, tiles=t):
         kernels.loss_grad_sums(loss, X, y, coef, b, out, backend="numba", tiles=tiles)
 
-    with pytest.raises(ValueError, match="tiles must be a TiledCSR from fastdp.kernels.tile_csr"):
+    with pytest.raises(ValueError, match="tiles must be a ColumnCSR or TiledCSR from "
+                                         "fastdp.kernels.tile_csr"):
         call(tiles=X)
-    with pytest.raises(ValueError, match=re.escape("tiles were built for 1 margin(s) per row but the "
-                                                   "loss has 3: build them with tile_csr(X, n_outputs=3)")):
+    with pytest.raises(ValueError, match=re.escape("tiles were built for 1 margin(s) per row "
+                                                   "(ColumnCSR) but the loss has 3: build them with "
+                                                   "tile_csr(X, n_outputs=3)")):
         kernels.loss_grad_sums("softmax", X, np.zeros(50, np.int32), np.zeros((20, 3)), np.zeros(3),
                                np.empty(64), tiles=t)
-    with pytest.raises(ValueError, match="tiles were built for 3 margin"):
+    with pytest.raises(ValueError, match=re.escape("tiles were built for 3 margin(s) per row (TiledCSR)")):
         call(tiles=kernels.tile_csr(X, n_outputs=3))
+    with pytest.raises(ValueError, match=re.escape("tiles were built for 1 margin(s) per row (TiledCSR) "
+                                                   "but the loss has 1")):
+        call(tiles=small_tiles(X, 16, 5, n_outputs=1))  # a TiledCSR serves softmax only
     other = wide_csr(50, 20, seed=9)
     with pytest.raises(ValueError, match=re.escape(f"tiles were built from another X: tiles (50, 20) "
                                                    f"with {X.nnz} non-zeros of float64, X (50, 20) "
@@ -235,23 +246,20 @@ def test_bad_tiles_are_named():
         with pytest.raises(ValueError, match=re.escape(f"n_outputs must be an integer >= 1, got {bad!r}")):
             kernels.tile_csr(X, n_outputs=bad)
     assert kernels.tile_csr(X, tile_cols=np.int64(5)).bounds.tolist() == [0, 5, 10, 15, 20]
+    assert kernels.tile_csr(X, n_outputs=2, tile_cols=np.int64(5)).bounds.tolist() == [0, 5, 10, 15, 20]
 
 
 def test_cython_kernel_refuses_mismatched_arrays():
     X = wide_csr(40, 20)
-    y, coef, b = problem("squared", 40, 20)
-    t = small_tiles(X, 16, 5)
-    with pytest.raises(ValueError, match="tiled CSR arrays do not match"):
-        _cython_sparse.tiled_csr_sums(0, t.data, t.indices, t.seg[:-1], t.bounds, y, coef, b,
-                                      np.empty(22), t.work, t.chunk_rows)
-    with pytest.raises(ValueError, match="tiled CSR arrays do not match"):
-        _cython_sparse.tiled_csr_sums(0, t.data, t.indices, t.seg, t.bounds, y, coef, b,
-                                      np.empty(22), t.work[:1], t.chunk_rows)
     labels, W, B = problem("softmax", 40, 20)
-    s = small_tiles(X, 16, 5, n_outputs=K)
+    s = small_tiles(X, 16, 5)
+    t = small_tiles(X, 16, 5, n_outputs=1)
     with pytest.raises(ValueError, match="tiled CSR arrays do not match.*4 classes"):
         _cython_sparse.tiled_csr_softmax_sums(s.data, s.indices, s.seg, s.bounds, labels, W, B,
                                               np.empty(20 * K + K + 1), t.work, s.chunk_rows)
     with pytest.raises(ValueError, match="tiled CSR arrays do not match"):
         _cython_sparse.tiled_csr_softmax_sums(s.data, s.indices, s.seg, s.bounds, labels, W, B,
                                               np.empty(20 * K), s.work, s.chunk_rows)
+    with pytest.raises(ValueError, match="tiled CSR arrays do not match"):
+        _cython_sparse.tiled_csr_softmax_sums(s.data, s.indices, s.seg[:-1], s.bounds, labels, W, B,
+                                              np.empty(20 * K + K + 1), s.work, s.chunk_rows)

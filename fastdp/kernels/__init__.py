@@ -3,7 +3,8 @@
     loss_grad(loss, X, y, coef, intercept, backend="auto") -> (loss_sum, grad_coef, grad_intercept)
     loss_grad_sums(loss, X, y, coef, intercept, out, backend=..., scratch=..., validate=...,
                    tiles=...) -> out
-    tile_csr(X, n_outputs=K) -> TiledCSR, a column-tiled copy of wide CSR X for loss_grad_sums(tiles=)
+    tile_csr(X, n_outputs=K) -> ColumnCSR (K = 1) or TiledCSR (softmax), the copy of wide CSR X
+                               that loss_grad_sums(tiles=) reads
 
 Sums, never means: the global mean is the Allreduce of the sums divided by the global row count,
 whatever the shard sizes. No regularization here (it is added once, after the reduction).
@@ -19,8 +20,8 @@ in tests). "auto", the default, picks one of the compiled two by X's format and 
 (pick_backend). The compiled backends accumulate in float64 over fixed blocks of rows, one private
 accumulator per block, summed in block order, so their results do not depend on the number of
 threads. Dense blocks have BLOCK_ROWS rows; CSR blocks are sized by `sparse_block_rows`. With
-tiles (tiles.py: wide CSR) every sum runs in an order fixed by the shape, so
-those results do not depend on the thread count either.
+tiles (wide CSR: columns.py, tiles.py) every sum runs in an order fixed by the shape, so those
+results do not depend on the thread count either.
 
 This package imports nothing else of fastdp and knows nothing of MPI.
 """
@@ -31,10 +32,13 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from . import (_cython_dense, _cython_sparse, numba_dense, numba_margins, numba_rows, numba_sparse,
-               reference)
+from . import (_cython_dense, _cython_sparse, columns, numba_dense, numba_margins, numba_rows,
+               numba_sparse, reference)
 from .losses import BINARY_LOSSES, LOSS_CODES, MULTICLASS_LOSSES
+from .columns import ColumnCSR, column_csr
 from .tiles import MIN_FEATURES as TILE_MIN_FEATURES, TILE_COLS, TiledCSR, tile_csr as _tile_arrays
+
+WideCSR = ColumnCSR | TiledCSR  # what tile_csr builds and loss_grad_sums(tiles=) reads
 
 BACKENDS: tuple[str, ...] = ("numba", "cython", "numpy")  # the kernels' implementations
 BACKEND_CHOICES: tuple[str, ...] = ("auto",) + BACKENDS  # what a caller may pass (pick_backend)
@@ -53,11 +57,12 @@ _BLOCK_KERNELS = {
     ("cython", True, False): _cython_sparse.csr_block_sums,
     ("cython", True, True): _cython_sparse.csr_softmax_block_sums,
 }
-# (backend, loss is multiclass) -> kernel over a column-tiled CSR shard (tiles.py)
-_TILED_KERNELS = {
-    ("numba", False): numba_sparse.tiled_csr_sums,
+# (backend, loss is multiclass) -> kernel over wide CSR and its copy: column-major (columns.py)
+# for the scalar losses, column tiles (tiles.py) for softmax
+_WIDE_KERNELS = {
+    ("numba", False): numba_sparse.column_csr_sums,
     ("numba", True): numba_sparse.tiled_csr_softmax_sums,
-    ("cython", False): _cython_sparse.tiled_csr_sums,
+    ("cython", False): _cython_sparse.column_csr_sums,
     ("cython", True): _cython_sparse.tiled_csr_softmax_sums,
 }
 
@@ -295,15 +300,19 @@ def validate_input(loss: str, X, y, coef, intercept) -> None:
 
 
 def tiles_pay_off(loss: str, X, n_outputs: int = 1) -> bool:
-    """True when a column-tiled copy of X (tile_csr) speeds up loss_grad_sums at a bounded memory
-    cost: X is CSR whose coef, features x n_outputs (K classes for "softmax", else 1) values, holds
-    at least TILE_MIN_FEATURES values, so coef and the gradient no longer fit in a core's L2, and
-    the copy's segment table (8 bytes per row and tile) is no larger than X's data and indices,
-    which the copy holds again (many classes over few non-zeros per row would make it larger)."""
+    """True when a copy of X (tile_csr) speeds up loss_grad_sums at a bounded memory cost: X is
+    CSR whose coef, features x n_outputs (K classes for "softmax", else 1) values, holds at least
+    TILE_MIN_FEATURES values, so coef and the gradient no longer fit in a core's L2, and the
+    copy's pointers are no larger than X's data and indices, which the copy holds again: 8 bytes
+    per feature for the scalar losses' column-major copy (columns.py), 8 bytes per row and tile
+    for softmax's tiles (tiles.py; many classes over few non-zeros per row make it larger)."""
     if not (_is_csr(X) and loss in LOSS_CODES and X.shape[1] * n_outputs >= TILE_MIN_FEATURES):
         return False
+    x_bytes = X.nnz * (X.data.itemsize + X.indices.itemsize)
+    if n_outputs == 1:
+        return 8 * X.shape[1] <= x_bytes
     n_tiles = -(-X.shape[1] // max(1, TILE_COLS // n_outputs))
-    return 8 * n_tiles * X.shape[0] <= X.nnz * (X.data.itemsize + X.indices.itemsize)
+    return 8 * n_tiles * X.shape[0] <= x_bytes
 
 
 def _positive_int(value, name: str) -> int:
@@ -312,36 +321,45 @@ def _positive_int(value, name: str) -> int:
     return int(value)
 
 
-def tile_csr(X, n_outputs: int = 1, tile_cols: int | None = None) -> TiledCSR:
-    """A column-tiled copy of CSR X for loss_grad_sums(..., tiles=): built once (one pass over X,
-    about X's data and indices in memory again; fastdp/kernels/tiles.py has the layout and why),
-    then every loss_grad_sums over X reads it instead of X. X is validated as loss_grad_sums'
-    validate=True does (bounds, indptr, sorted indices).
+def tile_csr(X, n_outputs: int = 1, tile_cols: int | None = None) -> WideCSR:
+    """The copy of CSR X that loss_grad_sums(..., tiles=) reads, built once (one pass over X,
+    about X's data and indices in memory again), for a loss with n_outputs margins per row:
+    - n_outputs = 1 (the scalar losses): a ColumnCSR, X column by column; the kernels form the
+      margins from X's rows and the gradient from the copy's columns (fastdp/kernels/columns.py);
+    - n_outputs = K >= 2 (softmax): a TiledCSR, X in column tiles; the kernels read it instead
+      of X (fastdp/kernels/tiles.py).
+    X is validated as loss_grad_sums' validate=True does (bounds, indptr, sorted indices).
 
     n_outputs: K, the margins per row of the loss it serves (coef's columns for "softmax", else 1)
-    tile_cols: the widest tile, in columns (default TILE_COLS // K, TILE_COLS = 2**17: a tile's
-               float64 coef and gradient take 2 MiB, a core's L2 on the machine fastdp was tuned
-               on; about L2 bytes / (16 K) elsewhere)
+    tile_cols: the widest tile, in columns. ColumnCSR: default columns.TILE_COLS = 2**14, the
+               unit of work of the gradient pass's threads. TiledCSR: default TILE_COLS // K,
+               TILE_COLS = 2**17: a tile's float64 coef and gradient take 2 MiB, a core's L2 on
+               the machine fastdp was tuned on; about L2 bytes / (16 K) elsewhere.
     """
     if not _is_csr(X):
         raise ValueError(f"X must be a scipy.sparse CSR matrix to be tiled, got {type(X).__name__}")
     K = _positive_int(n_outputs, "n_outputs")
-    tile_cols = max(1, TILE_COLS // K) if tile_cols is None else _positive_int(tile_cols, "tile_cols")
+    if tile_cols is not None:
+        tile_cols = _positive_int(tile_cols, "tile_cols")
     data, indices, indptr = _prepare_csr(X, validate=True)
     m, n = X.shape
     if n == 0:
         raise ValueError("X has 0 features")
-    return _tile_arrays(data, indices, indptr, n, sparse_block_rows(m, n * K + K + 1), tile_cols, K)
+    if K == 1:
+        return column_csr(data, indices, indptr, n, columns.CHUNK_ROWS, tile_cols or columns.TILE_COLS)
+    return _tile_arrays(data, indices, indptr, n, sparse_block_rows(m, n * K + K + 1),
+                        tile_cols or max(1, TILE_COLS // K), K)
 
 
 def _check_tiles(tiles, X, dtype: np.dtype, K: int) -> None:
     """O(1) checks that `tiles` is tile_csr(X, n_outputs=K)."""
-    if not isinstance(tiles, TiledCSR):
-        raise ValueError(f"tiles must be a TiledCSR from fastdp.kernels.tile_csr(X), got "
-                         f"{type(tiles).__name__}")
-    if tiles.n_outputs != K:
-        raise ValueError(f"tiles were built for {tiles.n_outputs} margin(s) per row but the loss has "
-                         f"{K}: build them with tile_csr(X, n_outputs={K})")
+    if not isinstance(tiles, (ColumnCSR, TiledCSR)):
+        raise ValueError(f"tiles must be a ColumnCSR or TiledCSR from fastdp.kernels.tile_csr(X), "
+                         f"got {type(tiles).__name__}")
+    if tiles.n_outputs != K or isinstance(tiles, TiledCSR) != (K > 1):
+        raise ValueError(f"tiles were built for {tiles.n_outputs} margin(s) per row "
+                         f"({type(tiles).__name__}) but the loss has {K}: build them with "
+                         f"tile_csr(X, n_outputs={K})")
     if not _is_csr(X) or tiles.shape != X.shape or tiles.nnz != X.nnz or tiles.data.dtype != dtype:
         raise ValueError(f"tiles were built from another X: tiles {tiles.shape} with {tiles.nnz} "
                          f"non-zeros of {tiles.data.dtype}, X {X.shape}"
@@ -350,7 +368,7 @@ def _check_tiles(tiles, X, dtype: np.dtype, K: int) -> None:
 
 def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend: str = "auto",
                    scratch: np.ndarray | None = None, validate: bool = True,
-                   tiles: TiledCSR | None = None) -> np.ndarray:
+                   tiles: WideCSR | None = None) -> np.ndarray:
     """Write the shard's gradient and loss sums into `out`; the allocation-free form of loss_grad.
 
     X:         (m, n) C-contiguous float32/float64 ndarray, or scipy.sparse CSR (float32/float64
@@ -368,9 +386,10 @@ def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend
                sums (allocated when None; ignored by "numpy")
     validate:  True runs every check (validate_input); False only the O(1) shape and dtype checks,
                for a loop that validated its input once
-    tiles:     optional tile_csr(X, n_outputs=K), for CSR X: the compiled backends read it instead
-               of X (faster when tiles_pay_off(loss, X, K)); it must be rebuilt when X changes
-               (shape, nnz and dtype are checked, not the values). "numpy" ignores it.
+    tiles:     optional tile_csr(X, n_outputs=K), for CSR X: the compiled backends read it (and,
+               for the scalar losses, X's rows) instead of X alone (faster when
+               tiles_pay_off(loss, X, K)); it must be rebuilt when X changes (shape, nnz and
+               dtype are checked, not the values). "numpy" ignores it.
     Returns out. An empty shard (m = 0) gives zeros.
     """
     backend = pick_backend(loss, X, backend)
@@ -385,12 +404,13 @@ def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend
         return reference.sums(loss, X, y, coef, intercept, out)
     if tiles is not None:
         sums = out if out.flags.c_contiguous else np.empty(size)
-        arrays = (tiles.data, tiles.indices, tiles.seg, tiles.bounds, y, coef, intercept, sums,
-                  tiles.work, tiles.chunk_rows)
         if loss in MULTICLASS_LOSSES:
-            _TILED_KERNELS[backend, True](*arrays)
+            _WIDE_KERNELS[backend, True](tiles.data, tiles.indices, tiles.seg, tiles.bounds, y, coef,
+                                         intercept, sums, tiles.work, tiles.chunk_rows)
         else:
-            _TILED_KERNELS[backend, False](LOSS_CODES[loss], *arrays)
+            _WIDE_KERNELS[backend, False](LOSS_CODES[loss], *parts, tiles.data, tiles.rows,
+                                          tiles.colptr, tiles.bounds, y, coef, intercept, sums,
+                                          tiles.work, tiles.chunk_rows)
         if sums is not out:
             out[:] = sums
         return out

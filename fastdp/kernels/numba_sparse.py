@@ -8,7 +8,10 @@ The accumulator is a dense row of n*K + K + 1 values, so CSR blocks are larger t
 (fastdp.kernels.sparse_block_rows picks block_rows from the shard's shape).
 
 Two kernels, one per loss family, sharing numba_dense's per-row losses: csr_block_sums (scalar-margin
-losses, picked by code) and csr_softmax_block_sums (softmax cross-entropy over K classes).
+losses, picked by code) and csr_softmax_block_sums (softmax cross-entropy over K classes). Wide
+shards (fastdp.kernels.tiles_pay_off) have two more, each reading a copy of X built once:
+column_csr_sums (scalar losses: margins by rows of X, gradient by columns of its column-major
+copy, columns.py) and tiled_csr_softmax_sums (softmax: X in column tiles, tiles.py).
 Indices are int32 or int64 (one compiled version each), validated non-negative by the caller;
 they, and the positions p of the non-zeros, are indexed as np.uintp, which spares Numba's
 negative-index wraparound (~10% on the plain kernels, 20% on the tiled ones here). Rows without
@@ -18,7 +21,7 @@ non-zeros are allowed (their margin is the intercept).
 import numpy as np
 from numba import njit, prange
 
-from .numba_dense import FASTMATH, pointwise, softmax_row
+from .numba_dense import FASTMATH, GROUP_ROWS, pointwise, pointwise_rows, softmax_row
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -95,7 +98,7 @@ def csr_softmax_block_sums(data, indices, indptr, y, coef, intercept, out, block
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def tile_gradients(data, indices, seg, bounds, work, chunk_rows, grad, K):
-    """The gradient pass of the tiled kernels, one thread per tile: grad[tile] <- the sum over
+    """The gradient pass of tiled_csr_softmax_sums, one thread per tile: grad[tile] <- the sum over
     rows r, in row order, of the outer product of row r's segment in the tile with its K
     derivatives (work[r // chunk_rows, (r % chunk_rows) * K:][:K], as the margin pass left them).
 
@@ -117,72 +120,11 @@ def tile_gradients(data, indices, seg, bounds, work, chunk_rows, grad, K):
             d = work[c, :rows * K].reshape((rows, K))
             for r in range(r0, r0 + rows):
                 dr = d[r - r0]
-                if K == 1:  # the scalar losses: a plain loop (a K-loop of one costs ~20% here)
-                    d0 = dr[0]
-                    if d0 != 0.0:  # hinge losses: rows past the margin add nothing
-                        for p in range(np.uintp(first[r]), np.uintp(first[r + 1])):
-                            grad[np.uintp(indices[p])] += d0 * data[p]
-                    continue
                 for p in range(np.uintp(first[r]), np.uintp(first[r + 1])):
                     v = data[p]
                     g = rows_of_grad[np.uintp(indices[p])]
                     for k in range(K):
                         g[k] += v * dr[k]
-
-
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def tiled_csr_sums(loss, data, indices, seg, bounds, y, coef, intercept, out, work, chunk_rows):
-    """Sums of a scalar-margin loss and its gradient over a column-tiled CSR shard (tiles.py).
-
-    loss:       int, loss code of a scalar-margin loss (losses.LOSS_CODES)
-    data:       (nnz,) float32 or float64, the non-zeros in tile-major order
-    indices:    (nnz,) int32 or int64, their column indices in 0..n-1
-    seg:        (T*m + 1,) int64; segment (t, r) of tile t and row r is [seg[t*m + r], seg[t*m + r + 1])
-    bounds:     (T + 1,) int64 column bounds of the tiles, 0 .. n
-    y:          (m,) same dtype as data
-    coef:       (n,) float64
-    intercept:  float
-    out:        (n + 2,) float64, OUT <- [grad_coef (n), grad_intercept, loss]
-    work:       (ceil(m / chunk_rows), chunk_rows + 2) float64 scratch: row c <- the derivatives
-                of chunk c's rows, then the chunk's [grad_intercept, loss] sums
-    chunk_rows: int >= 1, rows per chunk of the margin pass
-
-    Two passes. Margins: one thread per chunk of rows, tile after tile (the tile's coef stays in
-    L2), each row's margin the intercept plus its tile segments' dot products in tile order; then
-    the chunk's losses and derivatives. Gradient: one thread per tile, out[tile] <- the sum over
-    rows in row order of d_r * (row r's segment in the tile). Every sum's order is fixed by the
-    shape, so the result does not depend on the thread count.
-    """
-    m = y.shape[0]
-    n = coef.shape[0]
-    T = bounds.shape[0] - 1
-    for c in prange(work.shape[0]):
-        r0 = c * chunk_rows
-        r1 = min(m, r0 + chunk_rows)
-        z = work[c]
-        z[:r1 - r0] = intercept
-        for t in range(T):
-            first = seg[t * m:(t + 1) * m + 1]
-            for r in range(np.uintp(r0), np.uintp(r1)):
-                s = 0.0
-                for p in range(np.uintp(first[r]), np.uintp(first[r + 1])):
-                    s += data[p] * coef[np.uintp(indices[p])]
-                z[r - np.uintp(r0)] += s
-        grad_b = 0.0
-        total = 0.0
-        for r in range(r0, r1):
-            loss_r, d = pointwise(loss, z[r - r0], y[r])
-            z[r - r0] = d
-            grad_b += d
-            total += loss_r
-        z[chunk_rows] = grad_b
-        z[chunk_rows + 1] = total
-    tile_gradients(data, indices, seg, bounds, work, chunk_rows, out[:n], 1)
-    out[n] = 0.0
-    out[n + 1] = 0.0
-    for c in range(work.shape[0]):
-        out[n] += work[c, chunk_rows]
-        out[n + 1] += work[c, chunk_rows + 1]
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -233,3 +175,75 @@ def tiled_csr_softmax_sums(data, indices, seg, bounds, y, coef, intercept, out, 
     for c in range(work.shape[0]):
         for k in range(K + 1):
             out[nk + k] += work[c, tail + k]
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def column_gradients(data, rows, colptr, bounds, d, grad):
+    """The gradient pass of column_csr_sums, one tile of columns at a time per thread:
+    grad[j] <- the sum over column j's non-zeros, in row order, of x_rj * d[r].
+
+    data, rows, colptr, bounds: a column-major copy of a CSR shard of m rows and n columns
+                (columns.py)
+    d:          (m,) float64, the rows' derivatives dloss/dz
+    grad:       (n,) float64, OUT
+    """
+    for t in prange(bounds.shape[0] - 1):
+        for j in range(bounds[t], bounds[t + 1]):
+            s = 0.0
+            for p in range(np.uintp(colptr[j]), np.uintp(colptr[j + 1])):
+                s += data[p] * d[np.uintp(rows[p])]
+            grad[j] = s
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def column_csr_sums(loss, data, indices, indptr, cdata, crows, colptr, bounds, y, coef, intercept,
+                    out, work, chunk_rows):
+    """Sums of a scalar-margin loss and its gradient over a CSR shard and its column-major copy
+    (columns.py).
+
+    loss:       int, loss code of a scalar-margin loss (losses.LOSS_CODES)
+    data:       (nnz,) float32 or float64, X's non-zeros (CSR)
+    indices:    (nnz,) int32 or int64, their column indices in 0..n-1
+    indptr:     (m + 1,) same dtype as indices; row r is data[indptr[r]:indptr[r + 1]]
+    cdata:      (nnz,) same dtype as data, the copy's non-zeros column by column
+    crows:      (nnz,) same dtype as indices, their row indices
+    colptr:     (n + 1,) int64; column j is cdata[colptr[j]:colptr[j + 1]]
+    bounds:     (T + 1,) int64 column bounds of the copy's tiles, 0 .. n
+    y:          (m,) same dtype as data
+    coef:       (n,) float64
+    intercept:  float
+    out:        (n + 2,) float64, OUT <- [grad_coef (n), grad_intercept, loss]
+    work:       (m + 2 * ceil(m / chunk_rows),) float64 scratch <- the rows' derivatives (m,), then
+                per chunk its [grad_intercept, loss] sums
+    chunk_rows: int >= 1, rows per chunk of the margin pass
+
+    Two passes. Margins: one thread per chunk of rows, each row's margin the intercept plus its
+    dot product with coef in X's order; GROUP_ROWS rows' margins, then their losses and
+    derivatives in one loop (pointwise_rows, which vectorizes). Gradient: column_gradients.
+    Every sum's order is fixed by X, so the result does not depend on the thread count.
+    """
+    m = y.shape[0]
+    n = coef.shape[0]
+    chunks = (m + chunk_rows - 1) // chunk_rows
+    d = work[:m]
+    sums = work[m:m + 2 * chunks].reshape((chunks, 2))
+    for c in prange(chunks):
+        z = np.empty(GROUP_ROWS)
+        sums[c] = 0.0
+        stop = min(m, (c + 1) * chunk_rows)
+        for s in range(c * chunk_rows, stop, GROUP_ROWS):
+            count = min(GROUP_ROWS, stop - s)
+            for r in range(count):
+                z_r = intercept
+                for p in range(np.uintp(indptr[s + r]), np.uintp(indptr[s + r + 1])):
+                    z_r += data[p] * coef[np.uintp(indices[p])]
+                z[r] = z_r
+            total, grad_b = pointwise_rows(loss, z, y[s:], count, d[s:])
+            sums[c, 0] += grad_b
+            sums[c, 1] += total
+    column_gradients(cdata, crows, colptr, bounds, d, out[:n])
+    out[n] = 0.0
+    out[n + 1] = 0.0
+    for c in range(chunks):
+        out[n] += sums[c, 0]
+        out[n + 1] += sums[c, 1]

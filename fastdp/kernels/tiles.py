@@ -1,11 +1,12 @@
-"""A column-tiled copy of a CSR shard, built once per fit, for the wide-data kernels.
+"""A column-tiled copy of a CSR shard, built once per fit, for the wide-data softmax kernels
+(the scalar losses read a column-major copy instead: columns.py says why).
 
 Why: a CSR loss-gradient pass reads coef[j] and adds to grad[j] at every non-zero's column j.
 With 2**20 features coef and grad are 8 MiB each, far beyond a core's L2 (2 MiB here), so each
 non-zero costs two L3 round trips and the kernel runs at L3 latency, not memory bandwidth
 (measured: the same non-zeros at columns < 2**14 run 3.6x faster). Cutting the columns into tiles
-of at most TILE_COLS / K (2**17 for the scalar losses, K = 1: 1 MiB of coef plus 1 MiB of grad;
-softmax's K classes make a column K values wide) and visiting the non-zeros tile by tile keeps
+of at most TILE_COLS / K (2**17 / K columns of K classes: 1 MiB of coef plus 1 MiB of grad) and
+visiting the non-zeros tile by tile keeps
 each tile's coef and grad in L2. The pass then reads X twice (margins, then gradient),
 but as two streams instead of 40 million random L3 accesses.
 
@@ -21,12 +22,12 @@ Tiles are at most tile_cols wide, ceil(n / tile_cols) of them when the non-zeros
 evenly; a tile is cut earlier where it would hold more than 1.25 times that many tiles' average
 share of the non-zeros, so the gradient pass (one thread per tile) stays balanced when a few
 columns hold most of the non-zeros. The tiles depend on X only, never on the thread count, so the
-kernels' sums do not either; threads beyond the number of tiles idle in the gradient pass. The copy costs X's data and indices again, plus 8 bytes per row and
-tile (2**20 features: 64 bytes per row).
+kernels' sums do not either; threads beyond the number of tiles idle in the gradient pass. The
+copy costs X's data and indices again, plus 8 bytes per row and tile (2**18 features and 10
+classes: 160 bytes per row).
 
-kernels.loss_grad_sums(..., tiles=kernels.tile_csr(X, n_outputs=K)) uses it on the compiled
-backends: numba_sparse.tiled_csr_sums and tiled_csr_softmax_sums, and their twins in
-csrc/sparse_loss.pyx.
+kernels.loss_grad_sums(..., tiles=kernels.tile_csr(X, n_outputs=K)) uses it for softmax (K >= 2)
+on the compiled backends: numba_sparse.tiled_csr_softmax_sums and its twin in csrc/sparse_loss.pyx.
 """
 
 from dataclasses import dataclass
