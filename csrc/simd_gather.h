@@ -7,9 +7,11 @@
        the sum over p of v[p] * x[idx[p]], in float64.
        With AVX-512: 8 products per step, one gather of x, v converted to double on load, the
        tail masked; the 8 lanes are summed once at the end. Used for a CSR row's margin (x is
-       coef) and for a column's gradient (x is the rows' derivatives). Measured (2e5 x 2**20
-       hashed text, 100 non-zeros a row, 2 threads, interleaved rounds): margins 15.8 ms with
-       gathers against 18.7 ms with a scalar loop, the gradient 13.4 ms against 15.8 ms.
+       coef, 8 MiB at 2**20 features) and for a column's gradient (x is the rows' derivatives).
+       A scratch C version of the two passes (2e5 x 2**20 hashed text, 100 non-zeros a row, 2
+       threads, interleaved rounds, 2026-12-07) took 15.5-15.8 ms for the margins with gathers
+       against 17.8-18.7 ms with a scalar loop, and 12.9-13.4 ms for the gradient against
+       15.8 ms; software prefetches of the next rows' coef made both slower (22-23 and 21 ms).
 
    The order of every sum is fixed by count, so results do not depend on the thread count. */
 #ifndef FASTDP_SIMD_GATHER_H

@@ -64,7 +64,7 @@ from .validation import check_shard
 
 SOLVERS = ("gd", "sgd", "adam", "adamw", "lbfgs")
 MINI_BATCH_DEFAULT = 256
-CSR_TILES_VARIABLE = "FASTDP_CSR_TILES"  # "0": never build column tiles (they cost X's memory again)
+CSR_TILES_VARIABLE = "FASTDP_CSR_TILES"  # "0": never copy wide CSR (kernels.tile_csr: X's memory again)
 
 Callback = Callable[[int, np.ndarray, float], None]
 FIRST_ORDER = ("gd", "sgd", "adam", "adamw")
@@ -133,7 +133,7 @@ class Objective:
         self.signals = 0.0  # the reduced signal slot of the last step: the sum of the signals
         self.grad = np.empty(self.size)
         self.scratch: dict[tuple[int, int], np.ndarray] = {}  # the kernels' block sums, by shape
-        self.csr_tiles = csr_tiles  # may full passes over wide CSR read a column-tiled copy?
+        self.csr_tiles = csr_tiles  # may full passes over wide CSR read kernels.tile_csr's copy?
         self.tiles: kernels.WideCSR | None = None  # that copy, built at the first such pass
         self.compute_seconds = 0.0  # this rank's time in its kernels (batch preparation included)
         self.wait_seconds = 0.0  # this rank's time in the Allreduce (with overlap: starting the
@@ -196,7 +196,7 @@ class Objective:
         return self._finish(theta)
 
     def _tiles(self, batch: Batch | None) -> kernels.WideCSR | None:
-        """The shard's column-tiled copy for a full pass over wide CSR X with a compiled backend
+        """The shard's kernels.tile_csr copy for a full pass over wide CSR X with a compiled backend
         (built at the first such pass, and again after the rows move), else None."""
         if batch is not None or self.backend == "numpy" or not self.csr_tiles or \
                 not kernels.tiles_pay_off(self.loss, self.X, self.K):
@@ -568,9 +568,10 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
        overlap=True is refused (ValueError). benchmarks/bench_deterministic.py measures the
        cost against deterministic=False. resume= continues a deterministic run bitwise, on
        any number of ranks.
-    Wide CSR: full passes (every step of the full-batch solvers) read a column-tiled copy of the
-    shard (kernels.tile_csr, built at the first pass, again after rows move) when
-    kernels.tiles_pay_off says so; it costs X's data and indices again in memory.
+    Wide CSR: full passes (every step of the full-batch solvers) read a copy of the shard
+    (kernels.tile_csr: column-major for the scalar losses, column tiles for softmax; built at the
+    first pass, again after rows move) when kernels.tiles_pay_off says so; it costs X's data and
+    indices again in memory.
     FASTDP_CSR_TILES=0 in the environment turns it off (the report's csr_tiles says per rank).
     A NaN or inf in a step's reduced loss or gradient sums (or in a state about to be
     checkpointed) raises NonFiniteError on every rank, naming the step (epoch and batch too for
@@ -592,7 +593,7 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     csr_tiles = os.environ.get(CSR_TILES_VARIABLE, "1")
     if error is None and csr_tiles not in ("0", "1"):
         error = (f"{CSR_TILES_VARIABLE} must be 0 (never) or 1 (full-batch fits read wide CSR "
-                 f"through column tiles, the default), got {csr_tiles!r}")
+                 f"through a column-major or column-tiled copy, the default), got {csr_tiles!r}")
     if error is None:
         X, y, error = check_shard(X, y, loss, n_classes)
     raise_if_any(comm, error)
@@ -674,7 +675,7 @@ def training_report(objective: Objective) -> dict[str, Any]:
     """Collective: every rank's rows (at the end), compute time and time waiting in the
     Allreduce, the imbalance ratio max/mean of the compute times (1.0 is perfect balance; 0
     compute gives 1.0), the final partition, how many times the balancer moved rows, and each
-    rank's number of CSR column tiles its full-batch kernels read (0: none, see kernels.tile_csr).
+    rank's number of CSR column tiles its full-batch kernels read (0: no copy, see kernels.tile_csr).
 
     {"ranks": [{"rank", "rows", "compute_s", "wait_s"}, ...], "imbalance": float,
      "evaluations": int, "partition": [[start, stop], ...], "rebalances": int,

@@ -168,13 +168,10 @@ def test_tiles_pay_off_when_coef_outgrows_l2_and_the_copy_stays_small():
         return X
 
     n = kernels.TILE_MIN_FEATURES
-    # scalar losses, column-major copy: 8 bytes of column pointer per feature against X's 12 per
-    # non-zero (int32) or 16 (int64)
-    per_row = -(-8 * n // (12 * 10))  # the fewest non-zeros per row (10 rows) that pay
-    assert kernels.tiles_pay_off("logistic", csr(n, per_row)) and kernels.tiles_pay_off("squared", csr(n, per_row))
-    assert not kernels.tiles_pay_off("logistic", csr(n, per_row - 1))
-    assert kernels.tiles_pay_off("logistic", csr(n, per_row - 1, index_dtype=np.int64))
-    assert not kernels.tiles_pay_off("logistic", csr(n - 1, per_row))
+    # scalar losses, column-major copy: whenever coef outgrows L2, however few the non-zeros
+    assert kernels.tiles_pay_off("logistic", csr(n)) and kernels.tiles_pay_off("squared", csr(n, 1))
+    assert kernels.tiles_pay_off("hinge", csr(2**20, 1, index_dtype=np.int64))
+    assert not kernels.tiles_pay_off("logistic", csr(n - 1))
     # softmax, column tiles: 8 bytes per row and tile
     narrow = csr(n // 8)  # coef (n / 8, 8): 2**18 values, 2 tiles: 16 bytes a row, X 24
     assert kernels.tiles_pay_off("softmax", narrow, 8) and not kernels.tiles_pay_off("softmax", narrow, 7)
@@ -182,7 +179,7 @@ def test_tiles_pay_off_when_coef_outgrows_l2_and_the_copy_stays_small():
     # 2**20 features, 8 classes: 64 tiles of 2**14 columns, 512 bytes of segments per row
     assert not kernels.tiles_pay_off("softmax", csr(2**20, per_row=42), 8)  # X: 504 bytes a row
     assert kernels.tiles_pay_off("softmax", csr(2**20, per_row=43), 8)  # X: 516
-    assert not kernels.tiles_pay_off("lasso", csr(n, per_row))
+    assert not kernels.tiles_pay_off("lasso", csr(n))
     assert not kernels.tiles_pay_off("logistic", np.zeros((2, n)))
     assert not kernels.tiles_pay_off("logistic", sp.csc_array((10, n)))
 

@@ -395,7 +395,7 @@ def test_nonfinite_reads_the_reduced_sums():
 
 @pytest.mark.parametrize("backend", ["numba", "cython"])
 def test_wide_csr_trains_on_column_tiles_built_once(backend, monkeypatch):
-    """Full-batch solvers on wide CSR read a column-tiled copy (kernels.tile_csr), built once per
+    """Full-batch solvers on wide CSR read a column-major copy (kernels.tile_csr), built once per
     fit, and end where the plain CSR kernels end; mini-batch steps use the plain kernels."""
     import scipy.sparse as sp
     rng = np.random.default_rng(7)
@@ -410,7 +410,7 @@ def test_wide_csr_trains_on_column_tiles_built_once(backend, monkeypatch):
     monkeypatch.setattr(kernels, "TILE_MIN_FEATURES", 10)
     tiled = fit(X, y, solver="lbfgs", **kwargs)
     assert len(built) == 1 and built[0] is X
-    assert tiled.report["csr_tiles"] == [1]  # 40 columns: one tile (TILE_COLS is 2**17)
+    assert tiled.report["csr_tiles"] == [1]  # 40 columns: one tile (columns.TILE_COLS is 2**14)
     np.testing.assert_allclose(tiled.coef, plain.coef, rtol=0, atol=1e-9)
     assert tiled.intercept == pytest.approx(plain.intercept, abs=1e-9)
     fit(X, y, solver="sgd", batch_size=100, **dict(kwargs, tol=0.0, max_iter=2))

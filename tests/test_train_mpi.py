@@ -280,7 +280,7 @@ def test_wide_csr_on_column_tiles_equals_serial(mpirun):
     X, y = namespace["wide_problem"]()
     from fastdp.train import fit
     serial = {b: fit(X, y, backend=b, **namespace["WIDE_FIT"]) for b in ("numba", "cython")}
-    assert all(r.report["csr_tiles"] == [2] for r in serial.values())
+    assert all(r.report["csr_tiles"] == [16] for r in serial.values())  # 2**18 / 2**14 columns
     result = mpirun(2, PRELUDE + WIDE + """
 from fastdp.train import fit
 X, y = wide_problem()
@@ -292,5 +292,5 @@ for backend in ("numba", "cython"):
 """, timeout=180)
     assert result.returncode == 0, result.stderr
     for backend, r in serial.items():
-        assert result.lines(f"TILES-{backend}") == [f"TILES-{backend} {k} [2, 2]" for k in range(2)]
+        assert result.lines(f"TILES-{backend}") == [f"TILES-{backend} {k} [16, 16]" for k in range(2)]
         assert_all_ranks_equal_serial(result, 2, f"THETA-{backend}", np.append(r.coef, r.intercept))

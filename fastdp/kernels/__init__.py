@@ -302,17 +302,18 @@ def validate_input(loss: str, X, y, coef, intercept) -> None:
 def tiles_pay_off(loss: str, X, n_outputs: int = 1) -> bool:
     """True when a copy of X (tile_csr) speeds up loss_grad_sums at a bounded memory cost: X is
     CSR whose coef, features x n_outputs (K classes for "softmax", else 1) values, holds at least
-    TILE_MIN_FEATURES values, so coef and the gradient no longer fit in a core's L2, and the
-    copy's pointers are no larger than X's data and indices, which the copy holds again: 8 bytes
-    per feature for the scalar losses' column-major copy (columns.py), 8 bytes per row and tile
-    for softmax's tiles (tiles.py; many classes over few non-zeros per row make it larger)."""
+    TILE_MIN_FEATURES values, so coef and the gradient no longer fit in a core's L2. The copy
+    holds X's data and indices again, plus
+    - for the scalar losses' column-major copy (columns.py), 8 bytes per feature: no more than
+      the per-block gradients of the plain CSR kernel, which it replaces;
+    - for softmax's tiles (tiles.py), 8 bytes per row and tile, which must come to no more than
+      X's data and indices (many classes over few non-zeros per row would make it larger)."""
     if not (_is_csr(X) and loss in LOSS_CODES and X.shape[1] * n_outputs >= TILE_MIN_FEATURES):
         return False
-    x_bytes = X.nnz * (X.data.itemsize + X.indices.itemsize)
     if n_outputs == 1:
-        return 8 * X.shape[1] <= x_bytes
+        return True
     n_tiles = -(-X.shape[1] // max(1, TILE_COLS // n_outputs))
-    return 8 * n_tiles * X.shape[0] <= x_bytes
+    return 8 * n_tiles * X.shape[0] <= X.nnz * (X.data.itemsize + X.indices.itemsize)
 
 
 def _positive_int(value, name: str) -> int:
