@@ -66,26 +66,42 @@ def test_targets_are_ratios_of_the_measured_results():
     assert "dense logistic f64: x NumPy two-pass" not in targets  # not measured in this run
 
 
-def test_time_case_measures_the_probe_in_the_same_rounds(monkeypatch):
+def test_time_cases_measures_the_probe_in_the_same_rounds(monkeypatch):
     """The share of the bandwidth is the contender's best GB/s over the probe's best GB/s in the
-    case's own rounds; the median share pairs each round's contender with that round's probe."""
-    case = cases.CASES["squared-dense-4e6x32"]._replace(rows=200)
-    n_bytes = cases.bytes_of_x(cases.make_shard(case).X)
+    case's own rounds; the median share pairs each round's contender with that round's probe.
+    Two cases timed together share one probe and one set of rounds."""
+    f64 = cases.CASES["squared-dense-4e6x32"]._replace(rows=200)
+    f32 = cases.CASES["squared-dense-4e6x32-f32"]._replace(rows=200)
+    n_bytes = cases.bytes_of_x(cases.make_shard(f64).X)
     probe_s = [1.0, 0.5, 1.0]  # round 2: the machine was 2x faster for the probe
     kernel_s = [2.0, 2.0, 4.0]
+    calls = []
 
     def fake_times(runs, rounds):
+        calls.append(list(runs))
         assert list(runs)[0] == kernels.PROBE and rounds == 3
         return {name: probe_s if name == kernels.PROBE else kernel_s for name in runs}
 
     monkeypatch.setattr(kernels, "interleaved_times", fake_times)
-    results, read = kernels.time_case(case, 3, (lambda: None, n_bytes))
+    results, read = kernels.time_cases({"a": f64, "b": f32}, 3, (lambda: None, n_bytes))
+    assert calls == [[kernels.PROBE] + [f"{case}/{name}" for case in "ab" for name in cases.CONTENDERS]]
     assert read == pytest.approx(2 * n_bytes / 1e9)  # the probe's best round: 0.5 s
-    for r in results.values():
-        assert r["seconds"] == 2.0
-        assert r["bandwidth_share"] == pytest.approx(0.25)  # 2 s against 0.5 s
-        # per round: 0.5, 0.25, 0.25 of the probe; the median is 0.25
-        assert r["share_median"] == pytest.approx(0.25)
+    for case, share in (("a", 0.25), ("b", 0.125)):  # float32: half the bytes in the same time
+        for r in results[case].values():
+            assert r["seconds"] == 2.0 and r["rows_per_s"] == 100.0
+            assert r["bandwidth_share"] == pytest.approx(share)  # 2 s against 0.5 s
+            # per round: 0.5, 0.25, 0.25 of the probe (float64); the median is 0.25
+            assert r["share_median"] == pytest.approx(share)
+
+
+def test_float32_cases_share_their_float64_cases_rounds():
+    f32, f64 = "squared-dense-4e6x32-f32", "squared-dense-4e6x32"
+    lf32, lf64 = "logistic-dense-4e6x32-f32", "logistic-dense-4e6x32"
+    csr = "logistic-csr-2e5x2^20"
+    assert kernels.case_groups([f64, csr, f32, lf32, lf64]) == [[f64, f32], [csr], [lf32, lf64]]
+    assert kernels.case_groups([f32, csr]) == [[f32], [csr]]  # its partner not selected
+    assert kernels.case_groups(list(cases.CASES)) == [
+        [f64, f32], [lf64, lf32]] + [[name] for name in cases.CASES if name not in (f64, f32, lf64, lf32)]
 
 
 def test_bandwidth_probe_checks_its_arguments():

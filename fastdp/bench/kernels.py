@@ -6,8 +6,9 @@ the NumPy/SciPy two-pass reference, measured in one run.
 For each case (fastdp.bench.cases.CASES) every contender's result is checked against the
 reference once, then the contenders and the read-bandwidth probe (a parallel sum over 1 GiB,
 fastdp.bench.bandwidth) are timed in interleaved rounds (read, numba, cython, numpy, read, ...:
-drifts of a shared machine hit all alike), each call after 0.15 s idle so that no thread pool of
-the previous one still spins (fastdp.bench.timing.interleaved_best), and each keeps its best time.
+drifts of a shared machine hit all alike; a float32 case and its float64 case share their
+rounds, case_groups), each call after 0.15 s idle so that no thread pool of the previous one
+still spins (fastdp.bench.timing.interleaved_times), and each keeps its best time.
 The probe runs in every case's rounds because the machine's bandwidth moves: on this 2-vCPU VM
 two threads read 33-35 GB/s for minutes, then 50-60 GB/s for 10-20 s (the host runs the vCPUs on
 one core's two hyperthreads, then on two cores), so a probe measured once, apart from the
@@ -52,32 +53,58 @@ TARGETS = [
 PROBE = "read"  # the bandwidth probe's name among the timed runs
 
 
-def time_case(case: Case, rounds: int, probe: tuple[Callable[[], Any], int]
-              ) -> tuple[dict[str, Any], float]:
-    """Check every contender on the case's shard, then time them and the bandwidth probe (run,
-    bytes) in interleaved rounds. Returns ({contender: best seconds, and at the best: GB/s of X,
-    rows/s, share of the read bandwidth}, the probe's best GB/s in these rounds).
+def time_cases(cases: dict[str, Case], rounds: int, probe: tuple[Callable[[], Any], int]
+               ) -> tuple[dict[str, dict[str, Any]], float]:
+    """Check every contender on each case's shard, then time them all and the bandwidth probe
+    (run, bytes) in the same interleaved rounds. Returns ({case: {contender: best seconds, and at
+    the best: GB/s of X, rows/s, share of the read bandwidth}}, the probe's best GB/s in these
+    rounds).
 
     The share is the contender's best GB/s over the probe's best GB/s in the same rounds, as every
     other ratio of the suite is best over best; "share_median" is the median over the rounds of
     the contender's GB/s over the probe's in the same round, which shows how steady the share
-    was while the machine's state moved."""
-    shard = make_shard(case)
-    ref = reference(case, shard)
-    runs = {name: make_kernel(case, name, shard) for name in CONTENDERS}
-    for run in runs.values():
-        assert_matches(case, run(), ref)
-    times = interleaved_times({PROBE: probe[0], **runs}, rounds)
+    was while the machine's state moved. Cases timed together (case_groups: float32 with its
+    float64 case) meet the machine's fast and slow stretches alike, so their ratio compares the
+    kernels, not two moments of the host."""
+    shards = {name: make_shard(case) for name, case in cases.items()}
+    runs: dict[str, Callable[[], Any]] = {PROBE: probe[0]}
+    for name, case in cases.items():
+        ref = reference(case, shards[name])
+        for contender in CONTENDERS:
+            run = make_kernel(case, contender, shards[name])
+            assert_matches(case, run(), ref)
+            runs[f"{name}/{contender}"] = run
+    times = interleaved_times(runs, rounds)
     read = probe[1] / np.array(times[PROBE])
-    n_bytes = bytes_of_x(shard.X)
-    results = {}
-    for name in CONTENDERS:
-        best = min(times[name])
-        results[name] = {"seconds": best, "gb_per_s": n_bytes / best / 1e9,
-                         "rows_per_s": case.rows / best,
-                         "bandwidth_share": n_bytes / best / read.max(),
-                         "share_median": float(np.median(n_bytes / np.array(times[name]) / read))}
+    results: dict[str, dict[str, Any]] = {}
+    for name, case in cases.items():
+        n_bytes = bytes_of_x(shards[name].X)
+        results[name] = {}
+        for contender in CONTENDERS:
+            seconds = np.array(times[f"{name}/{contender}"])
+            best = float(seconds.min())
+            results[name][contender] = {
+                "seconds": best, "gb_per_s": n_bytes / best / 1e9, "rows_per_s": case.rows / best,
+                "bandwidth_share": n_bytes / best / read.max(),
+                "share_median": float(np.median(n_bytes / seconds / read))}
     return results, float(read.max()) / 1e9
+
+
+def case_groups(names: list[str]) -> list[list[str]]:
+    """The cases to time, in the order given, each group timed in its own rounds: a case alone,
+    or with the case a target compares it with (TARGETS' over case: float32 with float64) when
+    both are selected."""
+    pairs = {frozenset((case, over_case)) for _, case, _, over_case, _, _ in TARGETS
+             if over_case is not None}
+    groups: list[list[str]] = []
+    placed: set[str] = set()
+    for name in names:
+        if name not in placed:
+            group = [name] + [other for other in names if other not in placed and other != name
+                              and frozenset((name, other)) in pairs]
+            placed.update(group)
+            groups.append(group)
+    return groups
 
 
 def _best_compiled(result: dict[str, Any]) -> dict[str, Any]:
@@ -160,10 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds must be >= 1 and --scale > 0")
     probe = bandwidth_probe(args.bandwidth_bytes)
     results, bandwidth = {}, {}
-    for name in args.cases:
-        case = CASES[name]
-        results[name], bandwidth[name] = time_case(
-            case._replace(rows=max(1, int(case.rows * args.scale))), args.rounds, probe)
+    for group in case_groups(args.cases):
+        scaled = {name: CASES[name]._replace(rows=max(1, int(CASES[name].rows * args.scale)))
+                  for name in group}
+        timed, read = time_cases(scaled, args.rounds, probe)
+        for name in group:
+            results[name], bandwidth[name] = timed[name], read
     targets = evaluate_targets(results)
     print(format_table(results, bandwidth, targets), flush=True)
     report.write_json(args.out, "kernels", {"bandwidth_gb_per_s": bandwidth, "results": results,
