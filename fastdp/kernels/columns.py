@@ -38,14 +38,14 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .tiles import tile_bounds
+from .tiles import ColumnTiles, tile_bounds
 
 TILE_COLS = 2**14  # widest tile: 64 tiles over 2**20 features, for the threads to share evenly
 CHUNK_ROWS = 512  # rows per chunk of the margin pass: the threads' unit of work there
 
 
 @dataclass(frozen=True, eq=False)
-class ColumnCSR:
+class ColumnCSR(ColumnTiles):
     """A column-major copy of a CSR shard (layout in the module docstring), with the scratch the
     kernels use: work (m + 2 * n_chunks,) float64, first the rows' derivatives (m,), then per
     chunk of chunk_rows rows its [grad_intercept, loss] sums. One kernel call at a time per
@@ -60,16 +60,6 @@ class ColumnCSR:
     work: np.ndarray
 
     n_outputs = 1  # the margins per row of the losses it serves (the scalar ones)
-
-    @property
-    def nnz(self) -> int:
-        """Number of stored non-zeros."""
-        return int(self.data.size)
-
-    @property
-    def n_tiles(self) -> int:
-        """Number of column tiles."""
-        return int(self.bounds.size - 1)
 
     @property
     def n_chunks(self) -> int:

@@ -39,22 +39,12 @@ TILE_COLS = 2**17  # widest tile: 1 MiB of float64 coef + 1 MiB of gradient, a c
 MIN_FEATURES = 2 * TILE_COLS  # coef values (features x K): below this coef and grad fit in L2
 
 
-@dataclass(frozen=True, eq=False)
-class TiledCSR:
-    """A column-tiled copy of a CSR shard (layout in the module docstring) for a loss with
-    n_outputs margins per row (K; 1 for the scalar losses), with the scratch the tiled kernels
-    use: work (n_chunks, chunk_rows*K + K + 1) float64, row c holding the derivatives of chunk c's
-    rows (chunk_rows x K), then the chunk's [grad_intercept (K), loss] sums. One kernel call at a
-    time per TiledCSR."""
+class ColumnTiles:
+    """What the wide-CSR copies (TiledCSR here, columns.ColumnCSR) have in common: their
+    non-zeros `data` and the column `bounds` of their tiles."""
 
-    shape: tuple[int, int]
-    n_outputs: int
     data: np.ndarray
-    indices: np.ndarray
-    seg: np.ndarray
     bounds: np.ndarray
-    chunk_rows: int
-    work: np.ndarray
 
     @property
     def nnz(self) -> int:
@@ -65,6 +55,24 @@ class TiledCSR:
     def n_tiles(self) -> int:
         """Number of column tiles."""
         return int(self.bounds.size - 1)
+
+
+@dataclass(frozen=True, eq=False)
+class TiledCSR(ColumnTiles):
+    """A column-tiled copy of a CSR shard (layout in the module docstring) for a loss with
+    n_outputs margins per row (K), with the scratch the tiled kernels use: work
+    (n_chunks, chunk_rows*K + K + 1) float64, row c holding the derivatives of chunk c's rows
+    (chunk_rows x K), then the chunk's [grad_intercept (K), loss] sums. One kernel call at a time
+    per TiledCSR."""
+
+    shape: tuple[int, int]
+    n_outputs: int
+    data: np.ndarray
+    indices: np.ndarray
+    seg: np.ndarray
+    bounds: np.ndarray
+    chunk_rows: int
+    work: np.ndarray
 
 
 def tile_bounds(indices: np.ndarray, n: int, tile_cols: int = TILE_COLS) -> np.ndarray:
