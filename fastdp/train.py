@@ -412,8 +412,8 @@ def _param_error(loss: str, solver: str, learning_rate: float, max_iter: int, to
         return f"loss must be one of {sorted(kernels.LOSS_CODES)}, got {loss!r}"
     if solver not in SOLVERS:
         return f"solver must be one of {list(SOLVERS)}, got {solver!r}"
-    if not isinstance(backend, str) or backend not in kernels.BACKEND_CHOICES:
-        return f"backend must be one of {list(kernels.BACKEND_CHOICES)}, got {backend!r}"
+    if (error := kernels.backend_error(backend)) is not None:
+        return error
     if not (np.isfinite(learning_rate) and learning_rate > 0):
         return f"learning_rate must be a finite number > 0, got {learning_rate!r}"
     if int(max_iter) != max_iter or max_iter < 1:

@@ -203,6 +203,13 @@ def _real(a, name: str) -> np.ndarray:
     return a
 
 
+def backend_error(backend) -> str | None:
+    """The message naming a bad `backend` (not one of BACKEND_CHOICES), or None if it is good."""
+    if not isinstance(backend, str) or backend not in BACKEND_CHOICES:
+        return f"backend must be one of {list(BACKEND_CHOICES)}, got {backend!r}"
+    return None
+
+
 def pick_backend(loss: str, X, backend: str = "auto") -> str:
     """The backend that runs `loss` over X: `backend` itself, unless it is "auto".
 
@@ -215,8 +222,9 @@ def pick_backend(loss: str, X, backend: str = "auto") -> str:
     installation makes the same one.
     Raises ValueError for a backend not in BACKEND_CHOICES.
     """
-    if not isinstance(backend, str) or backend not in BACKEND_CHOICES:
-        raise ValueError(f"backend must be one of {list(BACKEND_CHOICES)}, got {backend!r}")
+    error = backend_error(backend)
+    if error is not None:
+        raise ValueError(error)
     if backend != "auto":
         return backend
     dense_scalar = not sp.issparse(X) and isinstance(loss, str) and loss not in MULTICLASS_LOSSES
