@@ -229,6 +229,11 @@ def test_bad_tiles_are_named():
         call(X=X.toarray())
     with pytest.raises(ValueError, match="tiles were built from another X.*of float32"):
         call(X=X.astype(np.float32), y=y.astype(np.float32))
+    wide_indices = X.copy()
+    wide_indices.indices, wide_indices.indptr = X.indices.astype(np.int64), X.indptr.astype(np.int64)
+    with pytest.raises(ValueError, match=re.escape("tiles were built from another X: their indices "
+                                                   "are int32, X's int64")):
+        call(X=wide_indices)  # the column-major copy's kernels read X's indices too
     with pytest.raises(ValueError, match="X must be a scipy.sparse CSR matrix to be tiled, got ndarray"):
         kernels.tile_csr(X.toarray())
     bad = X.copy()

@@ -360,8 +360,10 @@ def tile_csr(X, n_outputs: int = 1, tile_cols: int | None = None) -> WideCSR:
                         tile_cols or max(1, TILE_COLS // K), K)
 
 
-def _check_tiles(tiles, X, dtype: np.dtype, K: int) -> None:
-    """O(1) checks that `tiles` is tile_csr(X, n_outputs=K)."""
+def _check_tiles(tiles, X, parts: tuple, K: int) -> None:
+    """O(1) checks that `tiles` is tile_csr(X, n_outputs=K); parts: X's arrays as _prepare gave
+    them (a ColumnCSR's kernels read X's (data, indices, indptr) too, in the copy's dtypes)."""
+    dtype = parts[0].dtype
     if not isinstance(tiles, (ColumnCSR, TiledCSR)):
         raise ValueError(f"tiles must be a ColumnCSR or TiledCSR from fastdp.kernels.tile_csr(X), "
                          f"got {type(tiles).__name__}")
@@ -373,6 +375,9 @@ def _check_tiles(tiles, X, dtype: np.dtype, K: int) -> None:
         raise ValueError(f"tiles were built from another X: tiles {tiles.shape} with {tiles.nnz} "
                          f"non-zeros of {tiles.data.dtype}, X {X.shape}"
                          + (f" with {X.nnz} non-zeros of {dtype}" if _is_csr(X) else " (dense)"))
+    if isinstance(tiles, ColumnCSR) and tiles.rows.dtype != parts[1].dtype:
+        raise ValueError(f"tiles were built from another X: their indices are {tiles.rows.dtype}, "
+                         f"X's {parts[1].dtype}")
 
 
 def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend: str = "auto",
@@ -408,7 +413,7 @@ def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend
     if out.shape != (size,) or out.dtype != np.float64:
         raise ValueError(f"out must be float64 of shape ({size},), got {out.dtype} {out.shape}")
     if tiles is not None:
-        _check_tiles(tiles, X, parts[0].dtype, K)
+        _check_tiles(tiles, X, parts, K)
     if backend == "numpy":
         return reference.sums(loss, X, y, coef, intercept, out)
     if tiles is not None:
