@@ -81,6 +81,8 @@ class LoadBalancer:
         every rank should move to, or None."""
         observed = self.comm.allgather_obj((rows, processed, seconds))
         fresh = [p / s if p and s > 0 else None for _, p, s in observed]
+        if all(rate is None for rate in fresh):  # nothing timed in this window: no evidence
+            return None
         if self.rates is None or self.moved:
             known = [r for r in fresh if r is not None]
             self.rates = [r if r is not None else (max(known) if known else 1.0) for r in fresh]

@@ -34,6 +34,12 @@ def test_balancer_averages_rates():
         balance.LoadBalancer(SerialComm(), threshold=1.0)
 
 
+def test_balancer_proposes_nothing_from_a_window_with_no_timed_rows():
+    balancer = balance.LoadBalancer(SerialComm())
+    assert balancer.propose(100, 0, 0.0) is None and balancer.rates is None  # no evidence kept
+    assert balancer.propose(100, 100, 1.0) is None and balancer.rates == [100.0]
+
+
 def test_serial_redistribute_is_the_identity():
     X = np.arange(6.0).reshape(3, 2)
     (same,) = balance.redistribute(SerialComm(), [X], [range(0, 3)], [range(0, 3)])

@@ -375,6 +375,36 @@ def test_lbfgs_is_guarded_too_and_advised_about_the_data():
         fit(X, y * 1e160, solver="lbfgs")
 
 
+@pytest.mark.parametrize("mini_batch", [False, True])
+def test_the_balancer_times_every_step_but_the_first_on_a_shard(mini_batch):
+    """The first step after the shard changes (the fit's start, or rows moved) pays one-off costs
+    (loading kernels, starting threads); the balancer's window leaves it out, rows and seconds."""
+    X, y = synthetic.linear_regression(50, 3, seed=1)
+    windows = []
+
+    class Recorder:  # records its windows; its first answer moves the rows (to where they are)
+        def propose(self, rows, processed, seconds):
+            windows.append((rows, processed, seconds))
+            return [range(0, 50)] if len(windows) == 1 else None
+
+    objective = train.Objective(X, y, "squared", 1, train.optim.Penalty(0.0, 0.0, 3), True,
+                                "numba", train.world(), [range(0, 50)], balancer=Recorder(),
+                                rebalance_every=3)
+    batch = train.Batch(X[:20], y[:20], 0.5) if mini_batch else None
+    for _ in range(9):  # full batch: the window is checked before a step, mini-batch after an epoch
+        objective.gradient(np.zeros(4), batch)
+        if mini_batch:
+            objective.end_epoch()
+    if not mini_batch:
+        objective.gradient(np.zeros(4))
+    rows = 20 if mini_batch else 50
+    assert objective.rebalances == 1 and len(windows) == 2
+    assert windows[0][:2] == (50, 2 * rows)  # 3 steps, the first untimed
+    assert windows[1][:2] == (50, 5 * rows)  # after the move: 6 steps (the interval doubled)
+    if mini_batch:
+        assert windows[0][2] >= 2 * 0.5 and windows[1][2] >= 5 * 0.5  # with the preparations
+
+
 def test_nonfinite_reads_the_reduced_sums():
     X, y = synthetic.linear_regression(10, 2)
     objective = train.Objective(X, y, "squared", 1, train.optim.Penalty(0.0, 0.0, 2), True,
