@@ -6,6 +6,7 @@ The references here are brute-force readings of what the module docstrings promi
 bytes between b"\\n" (one trailing b"\\r" dropped), CSV fields are the line split at commas, a
 number is what Python's float() reads, a text line is `label<TAB>text`."""
 
+import base64
 import contextlib
 import os
 import re
@@ -13,7 +14,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fastdp import data as io
@@ -542,8 +543,22 @@ def corrupted_parquet(draw):
     return bytes(content), label
 
 
+SHORT_PAGES = base64.b64decode(  # a 3-row column whose corrupt page header decodes 2 values
+    "UEFSMRUAFQ4VICwVAhUAFQYVBhwYAQAYAQAWACgBABgBABERAAAAKLUv/SAHOQAAAgAAAAIBABUBFQ4VICwVAhUAFQYV"
+    "BhwYAQAYAQAWACgBABgBABERAAAAKLUv/SAHOQAAAgAAAAIBABUAFQ4VICwVAhUAFQYVBhwYAQAYAQAWACgBABgBABER"
+    "AAAAKLUv/SAHOQAAAgAAAAIBABUEGSw1ABgGc2NoZW1hFQIAFQAlAhgCYzAAFgYZPBkcJgAcFQAZJQYAGRgCYzAVDBYC"
+    "FlQWZiYIPBgBABgBABYAKAEAGAEAEREAGRwVABUAFQIAPCkGGSYAAgAAABZUFgImCBZmABkcJgAcFQAZJQYAGRgCYzAV"
+    "DBYCFlQWZiZuPBgBABgBABYAKAEAGAEAEREAGRwVABUAFQIAPCkGGSYAAgAAABZUFgImbhZmABkcJgAcFQAZJQYAGRgC"
+    "YzAVDBYCFlQWZibUATwYAQAYAQAWACgBABgBABERABkcFQAVABUCADwpBhkmAAIAAAAWVBYCJtQBFmYAGRwYDEFSUk9X"
+    "OnNjaGVtYRigAS8vLy8vM0FBQUFBUUFBQUFBQUFLQUF3QUJnQUZBQWdBQ2dBQUFBQUJCQUFNQUFBQUNBQUlBQUFBQkFB"
+    "SUFBQUFCQUFBQUFFQUFBQVVBQUFBRUFBVUFBZ0FCZ0FIQUF3QUFBQVFBQkFBQUFBQUFBRUdFQUFBQUJnQUFBQUVBQUFB"
+    "QUFBQUFBSUFBQUJqTUFBQUJBQUVBQVFBQUFBQUFBQUEAGCBwYXJxdWV0LWNwcC1hcnJvdyB2ZXJzaW9uIDI2LjAuMRkc"
+    "HAAAANQBAABQQVIx")
+
+
 @CORRUPT
 @given(corrupted=corrupted_parquet(), size=st.integers(1, 3))
+@example(corrupted=(SHORT_PAGES, None), size=1)  # found by this test: a numpy broadcast error
 def test_corrupted_parquet_gives_rows_of_the_right_shape_or_a_clear_error(corrupted, size):
     import pyarrow.parquet as pq
 

@@ -112,6 +112,10 @@ class ParquetSource:
         except (pa.ArrowException, OSError) as exc:  # a corrupt page, a cut file
             raise ValueError(f"{self.path}, rows {rows.start}-{rows.stop - 1}: not readable "
                              f"({exc})") from None
+        if table.num_rows != len(rows):  # a corrupt page header that decodes to fewer values
+            raise ValueError(f"{self.path}, rows {rows.start}-{rows.stop - 1}: not readable (the "
+                             f"footer promises {len(rows)} rows here, the pages hold "
+                             f"{table.num_rows})")
         X = np.empty((len(rows), len(self.features)))
         for out, j in enumerate(self.features):
             X[:, out] = self._column_values(table.column(j), self.names[j], rows.start)
