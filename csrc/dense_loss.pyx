@@ -57,8 +57,10 @@ def get_num_threads():
 
 cdef extern from "simd_rows.h" nogil:
     int FASTDP_SIMD_ROWS
-    void fastdp_dot4_d(const double* r, Py_ssize_t n, const double* coef, double* z)
-    void fastdp_dot4_f(const float* r, Py_ssize_t n, const double* coef, double* z)
+    void fastdp_dot4_d(const double* r, Py_ssize_t n, const double* coef, const double* b,
+                       double* z)
+    void fastdp_dot4_f(const float* r, Py_ssize_t n, const double* coef, const double* b,
+                       double* z)
     void fastdp_rows_grad_d(const double* x, Py_ssize_t count, Py_ssize_t n, const double* d,
                             double* acc)
     void fastdp_rows_grad_f(const float* x, Py_ssize_t count, Py_ssize_t n, const float* d,
@@ -93,7 +95,7 @@ cdef void _block_sums(int loss, const floating* X, const floating* y, const doub
     """Rows start..stop of X (m, n) row-major and y (m,); acc (n + 2,) <- [grad_coef, grad_b, loss].
 
     GROUP_ROWS rows at a time: their margins (four rows at a time: fastdp_dot4, four independent
-    dot products in float64), their losses and derivatives (pointwise_rows: one vectorized loop),
+    dot products in float64, the intercept added in the same vector), their losses and derivatives (pointwise_rows: one vectorized loop),
     then their gradient (fastdp_rows_grad: the group's rows re-read from L1, summed in X's dtype,
     added to acc). Rows PREFETCH_BYTES ahead are prefetched into L2 while the margins are formed.
     No allocation: the group's scratch is on the stack.
@@ -102,6 +104,7 @@ cdef void _block_sums(int loss, const floating* X, const floating* y, const doub
     cdef Py_ssize_t line = 64 // sizeof(floating)
     cdef Py_ssize_t ahead = (PREFETCH_BYTES + n * sizeof(floating) - 1) // (n * sizeof(floating))
     cdef double z0
+    cdef double b4[4]
     cdef double z[GROUP_ROWS]
     cdef double d[GROUP_ROWS]
     cdef float dx[GROUP_ROWS]
@@ -109,6 +112,8 @@ cdef void _block_sums(int loss, const floating* X, const floating* y, const doub
     cdef const floating* r0
     for j in range(n + 2):
         acc[j] = 0.0
+    for j in range(4):
+        b4[j] = intercept
     s = start
     while s < stop:
         count = min(<Py_ssize_t> GROUP_ROWS, stop - s)
@@ -124,11 +129,9 @@ cdef void _block_sums(int loss, const floating* X, const floating* y, const doub
             r0 = X + i * n
             if rows == 4:
                 if floating is double:
-                    fastdp_dot4_d(r0, n, coef, z + k)
+                    fastdp_dot4_d(r0, n, coef, b4, z + k)
                 else:
-                    fastdp_dot4_f(r0, n, coef, z + k)
-                for p in range(4):
-                    z[k + p] += intercept
+                    fastdp_dot4_f(r0, n, coef, b4, z + k)
             else:
                 for p in range(rows):
                     z0 = intercept
@@ -186,9 +189,9 @@ cdef int _softmax_block_sums(const floating* X, const Py_ssize_t* y, const doubl
     loss]. Returns 1 if the block's scratch could not be allocated (acc is then not written),
     else 0.
 
-    GROUP_ROWS rows at a time. A row's K margins are dot products of x with the rows of coef_t,
-    four classes at a time (fastdp_dot4 over classes k..k+3; with K > 4 the last four overlap the
-    previous ones, which recomputes the same values); softmax_row turns them into the K
+    GROUP_ROWS rows at a time. A row's K margins are dot products of x with the rows of coef_t
+    plus the intercepts, four classes at a time (fastdp_dot4 over classes k..k+3; with K > 4 the
+    last four overlap the previous ones, which recomputes the same values); softmax_row turns them into the K
     derivatives d. The gradient goes class by class: grad_t[k] += d[:, k] @ rows
     (fastdp_rows_grad: the group's rows re-read from L1, summed in X's dtype), so the (K, n)
     accumulator is read and written once per group, not once per row.
@@ -230,7 +233,7 @@ cdef int _softmax_block_sums(const floating* X, const Py_ssize_t* y, const doubl
                 k = 0
                 while k < K:
                     kk = min(k, K - 4)
-                    fastdp_dot4_d(coef_t + kk * n, n, xr, zr + kk)
+                    fastdp_dot4_d(coef_t + kk * n, n, xr, intercept + kk, zr + kk)
                     k += 4
             else:
                 for k in range(K):
@@ -238,9 +241,7 @@ cdef int _softmax_block_sums(const floating* X, const Py_ssize_t* y, const doubl
                     zk = 0.0
                     for j in range(n):
                         zk += xr[j] * w[j]
-                    zr[k] = zk
-            for k in range(K):
-                zr[k] += intercept[k]
+                    zr[k] = zk + intercept[k]
             acc[nk + K] += softmax_row(K, zr, y[s + r])
             for k in range(K):
                 acc[nk + k] += zr[k]
