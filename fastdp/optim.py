@@ -73,8 +73,9 @@ class Penalty:
 
         value(theta) = alpha * ((1 - l1_ratio) / 2 * |w|^2 + l1_ratio * |w|_1),   w = theta[:n_coef]
 
-    The smooth L2 part enters the gradient (`add_grad`); the L1 part is applied by its proximal
-    operator after each step (`prox`, soft-thresholding by lr * alpha * l1_ratio).
+    The smooth L2 part enters the gradient (l2 * w, added by the training loop while it forms the
+    mean gradient: fastdp.kernels.mean_gradient); the L1 part is applied by its proximal operator
+    after each step (`prox`, soft-thresholding by lr * alpha * l1_ratio).
     """
 
     def __init__(self, alpha: float, l1_ratio: float, n_coef: int) -> None:
@@ -90,11 +91,6 @@ class Penalty:
         """Penalty at theta (both parts)."""
         w = theta[:self.n_coef]
         return 0.5 * self.l2 * float(w @ w) + self.l1 * float(np.abs(w).sum())
-
-    def add_grad(self, theta: np.ndarray, grad: np.ndarray) -> None:
-        """grad += gradient of the L2 part at theta (in place)."""
-        if self.l2:
-            axpy(theta[:self.n_coef], grad[:self.n_coef], a=self.l2)
 
     def prox(self, theta: np.ndarray, lr: float) -> None:
         """theta <- soft-threshold(theta, lr * l1) on the coef entries (in place)."""

@@ -141,6 +141,7 @@ class Objective:
         # Iallreduce and blocked in its wait), waiting for the others included
         self.evaluations = 0
         self.batch_loss = 0.0
+        self.sums_total = 0.0  # the last gradient's total of its reduced sums (see nonfinite)
         # deterministic mode: the step's sums added in a fixed tree over fixed leaves (full
         # batch: ranges must be on whole blocks, fit moves the rows there first)
         self.tree = (deterministic_mode.TreeSum(comm, ranges[-1].stop, self.size + 1)
@@ -256,22 +257,20 @@ class Objective:
         self.evaluations += 1
         count = self.buf[self.size + 1]
         self.signals = self.buf[self.size + 2]
-        np.divide(self.buf[:self.size], count, out=self.grad)
-        if not self.fit_intercept:
-            self.grad[self.n_coef:] = 0.0
-        self.penalty.add_grad(theta, self.grad)
+        self.sums_total = kernels.mean_gradient(
+            self.buf[:self.size + 1], count, theta, self.grad, l2=self.penalty.l2,
+            n_coef=self.n_coef, n_free=self.size if self.fit_intercept else self.n_coef)
         self.batch_loss = self.buf[self.size] / count
         return self.grad
 
     def nonfinite(self) -> str | None:
-        """After a reduction: 'the loss became inf' (or nan), 'the gradient became nan' (or inf)
-        when the reduced sums hold one, else None; the same on every rank, as the sums are. One
-        pass: the sum of the sums is finite when they all are."""
-        sums = self.buf[:self.size + 1]
-        with np.errstate(over="ignore", invalid="ignore"):  # inf - inf, 1e308 + 1e308: no noise
-            total = float(sums.sum())
-        if math.isfinite(total):
+        """After a gradient: 'the loss became inf' (or nan), 'the gradient became nan' (or inf)
+        when the reduced sums hold one, else None; the same on every rank, as the sums are. No
+        pass of its own while the sums are finite: their total, which kernels.mean_gradient
+        summed while it formed the gradient, is finite when they all are."""
+        if math.isfinite(self.sums_total):
             return None
+        sums = self.buf[:self.size + 1]
         if not math.isfinite(sums[-1]):
             return f"the loss became {sums[-1]}"
         gradient = sums[:-1]

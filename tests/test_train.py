@@ -409,7 +409,9 @@ def test_nonfinite_reads_the_reduced_sums():
     X, y = synthetic.linear_regression(10, 2)
     objective = train.Objective(X, y, "squared", 1, train.optim.Penalty(0.0, 0.0, 2), True,
                                 "numba", train.world(), [range(0, 10)])
+    theta = np.zeros(3)
     objective.buf[:] = [1.0, 2.0, 3.0, 4.0, 10.0, 0.0]  # [grad sums (3), loss, rows, signal]
+    objective._finish(theta)  # what a gradient does after its reduction
     assert objective.nonfinite() is None
     for slot, value, found in [(3, np.inf, "the loss became inf"),
                                (3, np.nan, "the loss became nan"),
@@ -417,10 +419,12 @@ def test_nonfinite_reads_the_reduced_sums():
                                (2, np.nan, "the gradient became nan")]:
         buf = objective.buf.copy()
         objective.buf[slot] = value
+        objective._finish(theta)
         assert objective.nonfinite() == found
         objective.buf[:] = buf
     objective.buf[:2] = [1e308, 1e308]  # finite sums whose total overflows: not an error
-    assert objective.nonfinite() is None
+    objective._finish(theta)
+    assert objective.sums_total == np.inf and objective.nonfinite() is None
 
 
 @pytest.mark.parametrize("backend", ["numba", "cython"])

@@ -7,7 +7,9 @@
                                that loss_grad_sums(tiles=) reads
 
 Sums, never means: the global mean is the Allreduce of the sums divided by the global row count,
-whatever the shard sizes. No regularization here (it is added once, after the reduction).
+whatever the shard sizes. No regularization in the loss kernels: after the reduction,
+mean_gradient divides the reduced sums by the row count and adds the L2 penalty's gradient, in
+one pass.
 
 Losses (losses.LOSS_CODES): "squared" (regression), "logistic", "hinge", "squared_hinge" (binary,
 y in {-1, +1}) take coef (n,) and a float intercept; "softmax" (K classes, integer y in 0..K-1)
@@ -32,8 +34,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from . import (_cython_dense, _cython_sparse, columns, numba_dense, numba_margins, numba_rows,
-               numba_sparse, reference)
+from . import (_cython_dense, _cython_sparse, columns, numba_dense, numba_margins, numba_mean,
+               numba_rows, numba_sparse, reference)
 from .losses import BINARY_LOSSES, LOSS_CODES, MULTICLASS_LOSSES
 from .columns import ColumnCSR, column_csr
 from .tiles import MIN_FEATURES as TILE_MIN_FEATURES, TILE_COLS, TiledCSR, tile_csr as _tile_arrays
@@ -524,6 +526,44 @@ def take_rows(X: np.ndarray, rows: np.ndarray, out: np.ndarray, *, validate: boo
         raise ValueError(f"rows has row {bad} but X has {X.shape[0]} rows")
     numba_rows.take_rows(X, rows.astype(np.int64, copy=False), out)
     return out
+
+
+def mean_gradient(sums: np.ndarray, count: float, theta: np.ndarray, grad: np.ndarray, *,
+                  l2: float = 0.0, n_coef: int | None = None, n_free: int | None = None) -> float:
+    """grad <- a step's mean gradient from its reduced sums, in one threaded pass
+    (numba_mean.py); returns the sum of all the sums, for the non-finite guard.
+
+    sums:   (p + 1,) float64, [gradient sums (p), loss sum], as loss_grad_sums writes them
+    count:  the number of rows summed, > 0
+    theta:  (p,) float64, the parameters the sums were taken at
+    grad:   (p,) float64, C-contiguous, OUT <- sums[:p] / count, plus l2 * theta on the first
+            n_coef values (the L2 penalty's gradient), and 0 from n_free on (intercepts that are
+            not fitted)
+    n_coef: 0 <= n_coef <= n_free (default p); n_free: n_free <= p (default p)
+    Returns the sum of the p + 1 sums: NaN or +-inf when one of them is; it can also overflow
+    when none is, so a non-finite total means "look at each sum".
+    """
+    def got(a: object) -> str:
+        return f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+
+    if not (isinstance(grad, np.ndarray) and grad.ndim == 1 and grad.dtype == np.float64
+            and grad.flags.c_contiguous):
+        raise ValueError(f"grad must be a 1-D C-contiguous float64 array, got {got(grad)}")
+    _check_writable(grad, "grad")
+    p = grad.shape[0]
+    n_coef = p if n_coef is None else n_coef
+    n_free = p if n_free is None else n_free
+    for name, a, size in (("sums", sums, p + 1), ("theta", theta, p)):
+        if not (isinstance(a, np.ndarray) and a.dtype == np.float64 and a.shape == (size,)
+                and a.flags.c_contiguous):
+            raise ValueError(f"{name} must be a C-contiguous float64 array of shape ({size},) "
+                             f"(grad has p = {p} values), got {got(a)}")
+    if not count > 0:
+        raise ValueError(f"count must be > 0, got {count!r}")
+    if not 0 <= n_coef <= n_free <= p:
+        raise ValueError(f"need 0 <= n_coef <= n_free <= p = {p}, got n_coef={n_coef}, "
+                         f"n_free={n_free}")
+    return numba_mean.mean_gradient(sums, float(count), theta, float(l2), n_coef, n_free, grad)
 
 
 def set_cython_threads(n: int) -> None:
