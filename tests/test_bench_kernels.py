@@ -16,7 +16,7 @@ def test_suite_runs_checks_and_writes_its_report(tmp_path, capsys):
             "logistic-csr-2e5x2^20", "softmax10-dense-1e6x64"]
     assert kernels.main(argv) == 0
     printed = capsys.readouterr().out
-    assert "x numpy" in printed and "float32 / float64 rows/s" in printed
+    assert "x numpy" in printed and "float32 / float64 rows/s" in printed and "paired" in printed
     probe_lines = [line for line in printed.splitlines() if line.split()[1:2] == ["read"]]
     assert len(probe_lines) == 4, "each case's line of the bandwidth probe"
     record = json.loads((tmp_path / "kernels.json").read_text())
@@ -48,21 +48,28 @@ def test_a_wrong_kernel_fails_the_check():
 
 
 def test_targets_are_ratios_of_the_measured_results():
-    def result(seconds, share=0.5):
-        return {"seconds": seconds, "gb_per_s": 1.0 / seconds, "rows_per_s": 100.0 / seconds,
-                "bandwidth_share": share}
+    def result(rounds, share=0.5, share_median=0.4):
+        best = min(rounds)
+        return {"seconds": best, "gb_per_s": 1.0 / best, "rows_per_s": 100.0 / best,
+                "bandwidth_share": share, "share_median": share_median, "round_seconds": rounds}
 
-    results = {"squared-dense-4e6x32": {"numba": result(2.0, 0.95), "cython": result(1.0, 0.8),
-                                        "numpy": result(5.0)},
-               "squared-dense-4e6x32-f32": {"numba": result(0.5), "cython": result(0.6),
-                                            "numpy": result(3.0)}}
+    results = {"squared-dense-4e6x32": {"numba": result([2.0, 3.0, 2.5], 0.95),
+                                        "cython": result([1.0, 2.0, 2.0], 0.8, 0.7),
+                                        "numpy": result([5.0, 6.0, 8.0])},
+               "squared-dense-4e6x32-f32": {"numba": result([0.5, 1.0, 1.0]),
+                                            "cython": result([0.6, 0.6, 0.6]),
+                                            "numpy": result([3.0, 3.0, 3.0])}}
     targets = {t["target"]: t for t in kernels.evaluate_targets(results)}
     # the best compiled contender is the fastest one (cython), and its share is the one reported
-    assert targets["dense squared f64: % of read bandwidth"]["measured"] == pytest.approx(0.8)
-    assert targets["dense squared f64: % of read bandwidth"]["met"]
-    assert targets["dense squared f64: x NumPy two-pass"]["measured"] == pytest.approx(5.0)
-    assert targets["dense squared f64: x NumPy two-pass"]["met"]
-    assert targets["dense squared: float32 / float64 rows/s"]["measured"] == pytest.approx(2.0)
+    share = targets["dense squared f64: % of read bandwidth"]
+    assert share["measured"] == pytest.approx(0.8) and share["paired"] == pytest.approx(0.7)
+    assert share["met"]
+    numpy = targets["dense squared f64: x NumPy two-pass"]
+    assert numpy["measured"] == pytest.approx(5.0) and numpy["met"]  # 5 s best over 1 s best
+    assert numpy["paired"] == pytest.approx(4.0)  # median of 5/1, 6/2, 8/2
+    f32 = targets["dense squared: float32 / float64 rows/s"]
+    assert f32["measured"] == pytest.approx(2.0)  # numba's best 0.5 s against cython's 1.0 s
+    assert f32["paired"] == pytest.approx(2.0)  # median of 1/0.5, 2/1, 2/1
     assert "dense logistic f64: x NumPy two-pass" not in targets  # not measured in this run
 
 
@@ -92,6 +99,7 @@ def test_time_cases_measures_the_probe_in_the_same_rounds(monkeypatch):
             assert r["bandwidth_share"] == pytest.approx(share)  # 2 s against 0.5 s
             # per round: 0.5, 0.25, 0.25 of the probe (float64); the median is 0.25
             assert r["share_median"] == pytest.approx(share)
+            assert r["round_seconds"] == kernel_s
 
 
 def test_float32_cases_share_their_float64_cases_rounds():
