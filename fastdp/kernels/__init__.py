@@ -530,7 +530,7 @@ def take_rows(X: np.ndarray, rows: np.ndarray, out: np.ndarray, *, validate: boo
 
 def mean_gradient(sums: np.ndarray, count: float, theta: np.ndarray, grad: np.ndarray, *,
                   l2: float = 0.0, n_coef: int | None = None, n_free: int | None = None) -> float:
-    """grad <- a step's mean gradient from its reduced sums, in one threaded pass
+    """grad <- a step's mean gradient from its reduced sums, in one pass
     (numba_mean.py); returns the sum of all the sums, for the non-finite guard.
 
     sums:   (p + 1,) float64, [gradient sums (p), loss sum], as loss_grad_sums writes them

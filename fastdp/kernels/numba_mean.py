@@ -5,11 +5,11 @@ the L2 penalty's gradient, and the non-finite guard needs to know whether any su
 NumPy did that in four passes over the p values (divide, zero the unfitted intercepts, axpy of the
 penalty, sum for the guard); mean_gradient reads each array once.
 
-One thread, on purpose. A prange version (chunks of 2**14 on two threads) made the epochs of
-mini-batch SGD on 2e5 x 2**20 hashed text 1.15-1.33x faster in most rounds, but on this project's
-2-vCPU VM about half of its rounds ran 2.5x slower (3.2-4.3 s against 1.3-1.7 s: the pass then
-waited on the second vCPU at every step), while this loop gave 1.28-1.31x in every round; the
-step's other work is on one thread too, except the loss kernel.
+One thread, on purpose. A prange version (chunks of 2**14 on two threads) made epochs of
+mini-batch SGD on 2e5 x 2**20 hashed text 1.15-1.33x faster in its good rounds, but on this
+project's 2-vCPU VM about half of its rounds ran 2.5x slower (3.2-4.3 s against 1.3-1.7 s: the
+pass then waited on the second vCPU at every step), while this loop gave 1.28-1.31x in every
+round (interleaved A/Bs against the NumPy passes; figures in the commit that added this file).
 
 Each grad[j] is a true division (no reciprocal), so grad is what np.divide gives. The returned
 total is only a finiteness test: it may be summed in any order (so that it vectorizes), and it is
