@@ -4,6 +4,9 @@ Fit: squared loss on fastdp.synthetic.linear_regression(200,000 x 32), full-batc
 for 10 steps ("gd") or one epoch of mini-batch SGD with batches of 256 rows ("sgd", 782 steps),
 Numba and Cython backends. Setup checks the model against the same fit with the NumPy backend.
 
+WideSgdEpoch: one epoch of hinge-loss SGD on hashed text with 2**20 features, where a step costs
+passes over its parameters more than its rows; checked against the NumPy backend too.
+
 StrongScaling: the same gd fit (400,000 x 32 rows, 20 steps) launched with `mpiexec -n 1` and
 `mpiexec -n 2`, one kernel thread per rank (NUMBA_NUM_THREADS = OMP_NUM_THREADS = 1), so two ranks
 use twice the cores of one; each rank generates only its own contiguous rows. Reports the
@@ -18,8 +21,10 @@ import sys
 import numpy as np
 
 from fastdp import demo, synthetic, train
+from fastdp.bench.cases import Case, make_shard
 
 FIT_ROWS, FIT_FEATURES = 200_000, 32
+WIDE_ROWS, WIDE_FEATURES = 50_000, 2**20
 FIT_ARGS = {"gd": {"solver": "gd", "max_iter": 10, "tol": 0.0},
             "sgd": {"solver": "sgd", "max_iter": 1, "tol": 0.0, "batch_size": 256}}
 
@@ -41,6 +46,30 @@ class Fit:
 
     def time_fit(self, solver, backend):
         self.fit(solver, backend)
+
+
+class WideSgdEpoch:
+    """One epoch of hinge-loss mini-batch SGD (batches of 256 rows, alpha 1e-4, the default backend)
+    on hashed text, 50,000 rows x 2**20 features: each of its 196 steps reads 256 rows but passes
+    over the 2**20 parameters several times (the kernel's gradient buffer, the mean gradient, the
+    update), so this tracks a step's per-parameter cost."""
+
+    timeout = 180
+
+    def setup(self):
+        shard = make_shard(Case("hinge", "csr", WIDE_ROWS, WIDE_FEATURES))
+        self.X, self.y = shard.X, shard.y
+        ref = self.fit(backend="numpy")
+        got = self.fit()  # also compiles / warms up the kernels
+        np.testing.assert_allclose(got.coef, ref.coef, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got.intercept, ref.intercept, rtol=1e-9, atol=1e-12)
+
+    def fit(self, backend="auto"):
+        return train.fit(self.X, self.y, loss="hinge", solver="sgd", batch_size=256, max_iter=1,
+                         alpha=1e-4, tol=0.0, backend=backend)
+
+    def time_epoch(self):
+        self.fit()
 
 
 SCALING_SCRIPT = """
