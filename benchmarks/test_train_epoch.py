@@ -10,6 +10,8 @@ Cases, dense 1,000,000 x 32 float64 (squared loss):
   same rows with preallocated buffers. fit's first call (compilation, checks) is outside the timing.
 - "sgd-epoch": one epoch of mini-batch SGD with batches of 4096 rows (245 steps: row gathering,
   kernel, update per step) against "kernel": one full-shard kernel call, the same arithmetic.
+- "sgd-epoch-32": the same with batches of 32 rows (31,250 steps), where a step's fixed cost
+  (Python around the kernels, their calls) outweighs its 32 rows.
 The summary table's "x ref" column is the kernel's time over the training step's: 1.00 means the
 loop adds nothing; below 1, the share of a step spent outside the kernel.
 """
@@ -20,7 +22,7 @@ import pytest
 from fastdp import kernels, train
 from fastdp.bench.cases import Case, make_shard
 
-ROWS, FEATURES, STEPS, BATCH = 1_000_000, 32, 20, 4096
+ROWS, FEATURES, STEPS, BATCH, SMALL_BATCH = 1_000_000, 32, 20, 4096, 32
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +36,18 @@ def bare_kernel(s):
     return lambda: kernels.loss_grad_sums("squared", *s, out, scratch=scratch, validate=False)
 
 
+def sgd_epoch(s, batch_size):
+    return lambda: train.fit(s.X, s.y, solver="sgd", batch_size=batch_size, max_iter=1, tol=0,
+                             learning_rate=0.01)
+
+
 CONTENDERS = {
     ("gd-step", "fit"): lambda s: lambda: train.fit(s.X, s.y, solver="gd", max_iter=STEPS, tol=0),
     ("gd-step", "kernel"): bare_kernel,
-    ("sgd-epoch", "fit"): lambda s: lambda: train.fit(s.X, s.y, solver="sgd", batch_size=BATCH,
-                                                      max_iter=1, tol=0, learning_rate=0.01),
+    ("sgd-epoch", "fit"): lambda s: sgd_epoch(s, BATCH),
     ("sgd-epoch", "kernel"): bare_kernel,
+    ("sgd-epoch-32", "fit"): lambda s: sgd_epoch(s, SMALL_BATCH),
+    ("sgd-epoch-32", "kernel"): bare_kernel,
 }
 PER_CALL = {("gd-step", "fit"): STEPS + 1}  # fit evaluates max_iter + 1 gradients
 

@@ -133,7 +133,8 @@ class Objective:
         self.signal = 0.0  # what this rank adds to the next reduction's signal slot
         self.signals = 0.0  # the reduced signal slot of the last step: the sum of the signals
         self.grad = np.empty(self.size)
-        self.scratch: dict[tuple[int, int], np.ndarray] = {}  # the kernels' block sums, by shape
+        # the kernels' block sums, by (rows, dense?): the rows and format fix the shape
+        self.scratch: dict[tuple[int, bool], np.ndarray] = {}
         self.csr_tiles = csr_tiles  # may full passes over wide CSR read kernels.tile_csr's copy?
         self.tiles: kernels.WideCSR | None = None  # that copy, built at the first such pass
         self.compute_seconds = 0.0  # this rank's time in its kernels (batch preparation included)
@@ -157,10 +158,12 @@ class Objective:
         """A reused scratch array for the kernels' per-block sums over X (batches of a few sizes)."""
         if self.backend == "numpy":
             return None
-        shape = kernels.scratch_shape(self.loss, X, self.split(self.grad)[0])
-        if shape not in self.scratch:
-            self.scratch[shape] = np.empty(shape)
-        return self.scratch[shape]
+        key = (X.shape[0], isinstance(X, np.ndarray))
+        scratch = self.scratch.get(key)
+        if scratch is None:
+            scratch = np.empty(kernels.scratch_shape(self.loss, X, self.split(self.grad)[0]))
+            self.scratch[key] = scratch
+        return scratch
 
     def gradient(self, theta: np.ndarray, batch: Batch | None = None) -> np.ndarray:
         """Gradient at theta (without the L1 part) over all ranks' rows, or over the mini-batch
@@ -353,9 +356,10 @@ class Batch:
 
 class Batches:
     """This rank's part of every global mini-batch. Epoch e draws one permutation of the global
-    rows from (random_state, e) and cuts it into batches of batch_size; this rank computes the
-    rows of each batch it holds (objective.ranges[rank], read at each `prepare`: the balancer
-    moves rows), in increasing order. None of it depends on theta.
+    rows from (random_state, e) and cuts it into batches of batch_size, each sorted once per
+    epoch (kernels.sort_batches, O(rows)); this rank computes the rows of each batch it holds
+    (objective.ranges[rank], read at each `prepare`: the balancer moves rows), one run of the
+    sorted batch, in increasing order. None of it depends on theta.
 
     Dense X is gathered into one array reused from batch to batch (kernels.take_rows, threaded,
     into a preallocated buffer), so a Batch's arrays are valid until the next `prepare`; CSR rows
@@ -380,10 +384,14 @@ class Batches:
         objective = self.objective
         if epoch != self._epoch:
             self._epoch = epoch
-            self._order = np.random.default_rng([self.random_state, epoch]).permutation(self.n_rows)
-        batch = self._order[start:start + self.batch_size]
+            self._order = kernels.sort_batches(
+                np.random.default_rng([self.random_state, epoch]).permutation(self.n_rows),
+                self.batch_size)
+        batch = self._order[start:start + self.batch_size]  # increasing
         mine = objective.ranges[objective.comm.rank]
-        rows = np.sort(batch[(batch >= mine.start) & (batch < mine.stop)] - mine.start)
+        rows = batch[batch.searchsorted(mine.start):batch.searchsorted(mine.stop)]
+        if mine.start:
+            rows = rows - mine.start
         done = request is None or request.test()
         if sp.issparse(objective.X):
             X = objective.X[rows]
@@ -397,7 +405,7 @@ class Batches:
                 kernels.take_rows(objective.X, rows[a:a + piece], X[a:a + piece], validate=False)
                 done = done or request.test()
             np.take(objective.y, rows, out=y, mode="clip")  # rows are in range: no checks
-        members = None if objective.tree is None else np.sort(batch)
+        members = None if objective.tree is None else batch
         seconds = time.perf_counter() - began
         objective.compute_seconds += seconds
         return Batch(X, y, seconds, members)

@@ -329,6 +329,29 @@ def test_batches_gather_the_rows_of_the_permutation(sparse):
         assert batch.X.base is batches._X and len(batches._X) == 300  # one buffer, reused
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_batches_give_a_rank_its_run_of_each_sorted_batch(sparse):
+    """On a rank holding global rows 700..1999, a batch is the rows of the epoch's sorted batch in
+    that range, as shard rows (minus 700), in increasing order."""
+    X, y = mini_batch_data(sparse)
+
+    class Rank1:  # what Objective and Batches read of a communicator
+        rank, size = 1, 2
+
+    objective = train.Objective(X[700:], y[700:], "squared", 1, train.optim.Penalty(0.0, 0.0, 4),
+                                True, "numba", Rank1(), [range(0, 700), range(700, 2_000)])
+    batches = train.Batches(objective, 2_000, 300, random_state=5)
+    for epoch in (0, 1):
+        order = np.random.default_rng([5, epoch]).permutation(2_000)
+        for start in range(0, 2_000, 300):
+            rows = np.sort(order[start:start + 300])
+            rows = rows[rows >= 700]
+            batch = batches.prepare(epoch, start)
+            dense = batch.X.toarray() if sparse else batch.X
+            assert np.array_equal(dense, X[rows].toarray() if sparse else X[rows])
+            assert np.array_equal(batch.y, y[rows])
+
+
 @pytest.mark.parametrize("solver", ["gd", "adam", "lbfgs"])
 def test_overlap_needs_mini_batch_training(solver):
     X, y = synthetic.linear_regression(10, 2)

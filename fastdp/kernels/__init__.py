@@ -34,8 +34,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from . import (_cython_dense, _cython_sparse, columns, numba_dense, numba_margins, numba_mean,
-               numba_rows, numba_sparse, reference)
+from . import (_cython_dense, _cython_sparse, columns, numba_batches, numba_dense, numba_margins,
+               numba_mean, numba_rows, numba_sparse, reference)
 from .losses import BINARY_LOSSES, LOSS_CODES, MULTICLASS_LOSSES
 from .columns import ColumnCSR, column_csr
 from .tiles import MIN_FEATURES as TILE_MIN_FEATURES, TILE_COLS, TiledCSR, tile_csr as _tile_arrays
@@ -45,6 +45,7 @@ WideCSR = ColumnCSR | TiledCSR  # what tile_csr builds and loss_grad_sums(tiles=
 BACKENDS: tuple[str, ...] = ("numba", "cython", "numpy")  # the kernels' implementations
 BACKEND_CHOICES: tuple[str, ...] = ("auto",) + BACKENDS  # what a caller may pass (pick_backend)
 BLOCK_ROWS = 4096
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # X's dtypes (as dtypes: faster to test)
 SPARSE_SCRATCH_BYTES = 64 * 2**20  # about the size of a CSR shard's per-block accumulators (see sparse_block_rows)
 OPENMP: bool = _cython_dense.HAVE_OPENMP and _cython_sparse.HAVE_OPENMP  # False: Cython runs on one thread
 
@@ -102,8 +103,14 @@ def out_size(loss: str, coef: np.ndarray) -> int:
     return np.size(coef) + n_outputs(loss, coef) + 1
 
 
+def _is_sparse(X) -> bool:
+    """sp.issparse(X), answered without it for an ndarray (its ABC check costs a step of a small
+    mini-batch about 0.2 us a call)."""
+    return not isinstance(X, np.ndarray) and sp.issparse(X)
+
+
 def _is_csr(X) -> bool:
-    return sp.issparse(X) and X.format == "csr"
+    return _is_sparse(X) and X.format == "csr"
 
 
 def _block_rows(X, width: int) -> int:
@@ -229,7 +236,7 @@ def pick_backend(loss: str, X, backend: str = "auto") -> str:
         raise ValueError(error)
     if backend != "auto":
         return backend
-    dense_scalar = not sp.issparse(X) and isinstance(loss, str) and loss not in MULTICLASS_LOSSES
+    dense_scalar = not _is_sparse(X) and isinstance(loss, str) and loss not in MULTICLASS_LOSSES
     return "cython" if dense_scalar and _cython_dense.SIMD_ROWS and OPENMP else "numba"
 
 
@@ -244,14 +251,14 @@ def _prepare(loss: str, X, y, coef, intercept, validate: bool):
     if _is_csr(X):
         parts = _prepare_csr(X, validate)
         dtype = parts[0].dtype
-    elif sp.issparse(X):
+    elif _is_sparse(X):
         raise ValueError(f"X is a sparse matrix in {X.format.upper()} format; the kernels take CSR "
                          "(convert with X.tocsr()) or a dense array")
     elif not isinstance(X, np.ndarray):
         raise ValueError(f"X must be a NumPy array or a scipy.sparse CSR matrix, got {type(X).__name__}")
     elif X.ndim != 2:
         raise ValueError(f"X must be 2-D (rows, features), got {X.ndim}-D with shape {X.shape}")
-    elif X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous:
+    elif X.dtype not in FLOAT_DTYPES or not X.flags.c_contiguous:
         raise ValueError(f"X must be C-contiguous float32 or float64, got {X.dtype} "
                          f"(C-contiguous: {X.flags.c_contiguous}); see fastdp.validation.check_shard")
     else:
@@ -272,9 +279,9 @@ def _prepare(loss: str, X, y, coef, intercept, validate: bool):
         K = coef.shape[1]
         if coef.shape[0] != n:
             raise ValueError(f"X has {n} features but coef has shape {coef.shape} (needs ({n}, {K}))")
-        if np.shape(intercept) != (K,):
+        if intercept.shape != (K,):
             raise ValueError(f"intercept must have shape ({K},) to match coef's {K} classes, "
-                             f"got shape {np.shape(intercept)}")
+                             f"got shape {intercept.shape}")
         intercept = np.ascontiguousarray(intercept, dtype=np.float64)
         if y.dtype.kind not in "iu":
             raise ValueError(f"y must hold integer class labels for loss {loss!r}, got dtype {y.dtype}")
@@ -286,8 +293,8 @@ def _prepare(loss: str, X, y, coef, intercept, validate: bool):
         K = 1
         if coef.shape != (n,):
             raise ValueError(f"X has {n} features but coef has shape {coef.shape}")
-        if np.ndim(intercept) != 0:
-            raise ValueError(f"intercept must be a number for loss {loss!r}, got shape {np.shape(intercept)}")
+        if intercept.ndim != 0:
+            raise ValueError(f"intercept must be a number for loss {loss!r}, got shape {intercept.shape}")
         intercept = float(intercept)
         if y.dtype.kind not in "biuf":
             raise ValueError(f"y must be numeric, got dtype {y.dtype}")
@@ -511,7 +518,7 @@ def take_rows(X: np.ndarray, rows: np.ndarray, out: np.ndarray, *, validate: boo
     validate: False skips the O(k) check that every row is in 0..m-1, for a caller that made them
     Returns out.
     """
-    if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype in (np.float32, np.float64)
+    if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype in FLOAT_DTYPES
             and X.flags.c_contiguous):
         raise ValueError("X must be a 2-D C-contiguous float32 or float64 array")
     rows = np.asarray(rows)
@@ -526,6 +533,33 @@ def take_rows(X: np.ndarray, rows: np.ndarray, out: np.ndarray, *, validate: boo
         raise ValueError(f"rows has row {bad} but X has {X.shape[0]} rows")
     numba_rows.take_rows(X, rows.astype(np.int64, copy=False), out)
     return out
+
+
+def sort_batches(order: np.ndarray, batch_size: int) -> np.ndarray:
+    """Sort each mini-batch of an epoch's permutation in place, in O(m) (numba_batches.py):
+    every run order[b*batch_size : (b+1)*batch_size] (the last may be shorter) gets its own
+    values in increasing order, as np.sort of each run would give them.
+
+    order:      (m,) int64, C-contiguous, a permutation of 0..m-1, IN/OUT
+    batch_size: >= 1
+    Returns order. Uses m int32 values of scratch (int64 beyond 2**31 - 1 batches).
+    """
+    if not (isinstance(order, np.ndarray) and order.ndim == 1 and order.dtype == np.int64
+            and order.flags.c_contiguous):
+        got = f"{order.dtype} {order.shape}" if isinstance(order, np.ndarray) else type(order).__name__
+        raise ValueError(f"order must be a 1-D C-contiguous int64 array, got {got}")
+    _check_writable(order, "order")
+    batch_size = _positive_int(batch_size, "batch_size")
+    m = order.size
+    if m and (order.min() < 0 or order.max() >= m):
+        bad = int(order[(order < 0) | (order >= m)][0])
+        raise ValueError(f"order has row {bad} but only {m} rows (it must be a permutation of 0..{m - 1})")
+    n_batches = -(-m // batch_size)
+    batch_of = np.empty(m, np.int32 if n_batches <= np.iinfo(np.int32).max else np.int64)
+    missing = numba_batches.sort_batches(order, batch_size, batch_of)
+    if missing >= 0:
+        raise ValueError(f"order is not a permutation of 0..{m - 1}: row {missing} is missing")
+    return order
 
 
 def mean_gradient(sums: np.ndarray, count: float, theta: np.ndarray, grad: np.ndarray, *,

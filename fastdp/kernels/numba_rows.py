@@ -11,20 +11,35 @@ A copy, so the result does not depend on the thread count.
 from numba import njit, prange
 
 ROWS_PER_TASK = 64  # rows per prange task: 16 KiB of 32 float64 features
+SERIAL_ROWS = ROWS_PER_TASK  # up to one task of rows, the calling thread copies them: no parallel region
+
+
+@njit(inline="always")
+def _copy_rows(X, rows, out, first, stop):
+    """out[i] <- X[rows[i]] for i in first..stop-1."""
+    n = X.shape[1]
+    for i in range(first, stop):
+        r = rows[i]
+        for j in range(n):
+            out[i, j] = X[r, j]
 
 
 @njit(parallel=True, cache=True)
+def _take_rows_threaded(X, rows, out):
+    k = rows.shape[0]
+    for c in prange((k + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
+        _copy_rows(X, rows, out, c * ROWS_PER_TASK, min(k, (c + 1) * ROWS_PER_TASK))
+
+
+@njit(cache=True)
 def take_rows(X, rows, out):
-    """out[i] <- X[rows[i]] for every i.
+    """out[i] <- X[rows[i]] for every i; by threads beyond SERIAL_ROWS rows.
 
     X:    (m, n) C-contiguous float32 or float64
     rows: (k,) int64, each in 0..m-1 (the caller checks)
     out:  (k, n) C-contiguous, X's dtype, OUT
     """
-    n = X.shape[1]
-    k = rows.shape[0]
-    for c in prange((k + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
-        for i in range(c * ROWS_PER_TASK, min(k, (c + 1) * ROWS_PER_TASK)):
-            r = rows[i]
-            for j in range(n):
-                out[i, j] = X[r, j]
+    if rows.shape[0] <= SERIAL_ROWS:
+        _copy_rows(X, rows, out, 0, rows.shape[0])
+    else:
+        _take_rows_threaded(X, rows, out)
