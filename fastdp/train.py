@@ -133,6 +133,10 @@ class Objective:
         self.signal = 0.0  # what this rank adds to the next reduction's signal slot
         self.signals = 0.0  # the reduced signal slot of the last step: the sum of the signals
         self.grad = np.empty(self.size)
+        # dense mini-batches of up to kernels.BLOCK_ROWS rows: their kernel, bound once (None: CSR
+        # or "numpy"); split(grad) stands for split(theta): views of a float64 vector alike
+        self.batch_sums = kernels.bind_batch_sums(loss, X, y, *self.split(self.grad),
+                                                  self.buf[:self.size + 1], backend)
         # the kernels' block sums, by (rows, dense?): the rows and format fix the shape
         self.scratch: dict[tuple[int, bool], np.ndarray] = {}
         self.csr_tiles = csr_tiles  # may full passes over wide CSR read kernels.tile_csr's copy?
@@ -219,9 +223,12 @@ class Objective:
         coef, intercept = self.split(theta)
         tiles = self._tiles(batch)
         start = time.perf_counter()
-        kernels.loss_grad_sums(self.loss, X, y, coef, intercept, self.buf[:self.size + 1],
-                               backend=self.backend, validate=False, tiles=tiles,
-                               scratch=None if tiles is not None else self._scratch(X))
+        if batch is not None and self.batch_sums is not None and 0 < X.shape[0] <= kernels.BLOCK_ROWS:
+            self.batch_sums(X, y, coef, intercept)
+        else:
+            kernels.loss_grad_sums(self.loss, X, y, coef, intercept, self.buf[:self.size + 1],
+                                   backend=self.backend, validate=False, tiles=tiles,
+                                   scratch=None if tiles is not None else self._scratch(X))
         if self.slowdown > 1.0:  # FASTDP_SLOWDOWN: this rank plays a slower node
             self._slow_down(X, y, coef, intercept, time.perf_counter() - start, tiles)
         self.buf[self.size + 1] = X.shape[0]
@@ -262,7 +269,8 @@ class Objective:
         self.signals = self.buf[self.size + 2]
         self.sums_total = kernels.mean_gradient(
             self.buf[:self.size + 1], count, theta, self.grad, l2=self.penalty.l2,
-            n_coef=self.n_coef, n_free=self.size if self.fit_intercept else self.n_coef)
+            n_coef=self.n_coef, n_free=self.size if self.fit_intercept else self.n_coef,
+            validate=False)  # the Objective's own buffers
         self.batch_loss = self.buf[self.size] / count
         return self.grad
 
@@ -361,9 +369,10 @@ class Batches:
     (objective.ranges[rank], read at each `prepare`: the balancer moves rows), one run of the
     sorted batch, in increasing order. None of it depends on theta.
 
-    Dense X is gathered into one array reused from batch to batch (kernels.take_rows, threaded,
-    into a preallocated buffer), so a Batch's arrays are valid until the next `prepare`; CSR rows
-    are selected by scipy (X[rows]), a new matrix each time.
+    Dense X and y are gathered into arrays reused from batch to batch (kernels.take_rows,
+    threaded, the rows and their targets in one pass, into preallocated buffers), so a Batch's
+    arrays are valid until the next `prepare`; CSR rows are selected by scipy (X[rows]), a new
+    matrix each time.
     """
 
     GATHER_BYTES = 1 << 21  # while a reduction is in flight: test it between pieces this large
@@ -402,9 +411,9 @@ class Batches:
             row_bytes = X.shape[1] * X.itemsize
             piece = max(1, len(rows) if done else self.GATHER_BYTES // max(1, row_bytes))
             for a in range(0, len(rows), piece):
-                kernels.take_rows(objective.X, rows[a:a + piece], X[a:a + piece], validate=False)
+                kernels.take_rows(objective.X, rows[a:a + piece], X[a:a + piece], y=objective.y,
+                                  y_out=y[a:a + piece], validate=False)
                 done = done or request.test()
-            np.take(objective.y, rows, out=y, mode="clip")  # rows are in range: no checks
         members = None if objective.tree is None else batch
         seconds = time.perf_counter() - began
         objective.compute_seconds += seconds

@@ -434,3 +434,82 @@ def test_nan_margin_gives_nan_loss_and_gradient(loss, backend):
     if loss != "hinge":  # hinge's derivative is a step function of the margin: -y or 0
         assert np.isnan(out[0, :2]).all()
     assert np.isfinite(out[1]).all()
+
+
+def _bindable(loss: str, m: int, dtype, seed: int = 0):
+    """make()'s dense problem in the kinds a training loop passes: softmax labels as intp."""
+    X, y, coef, intercept = make(loss, m, 9, dtype, seed=seed)
+    if loss == "softmax":
+        y = y.astype(np.intp)
+    return X, y, coef, intercept
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_bound_batch_sums_give_loss_grad_sums_bits(loss, backend, dtype):
+    X, y, coef, intercept = _bindable(loss, 5000, dtype)
+    out = np.full(kernels.out_size(loss, coef), np.nan)
+    sums = kernels.bind_batch_sums(loss, X[:10], y[:10], coef, intercept, out, backend=backend)
+    rng = np.random.default_rng(1)
+    for k in (1, 7, 64, 1000, kernels.BLOCK_ROWS):  # batches up to one block, the same buffer
+        rows = np.sort(rng.choice(len(y), k, replace=False))
+        Xb, yb = X[rows], y[rows]
+        sums(Xb, yb, coef, intercept)
+        want = kernels.loss_grad_sums(loss, Xb, yb, coef, intercept, np.empty_like(out), backend=backend)
+        np.testing.assert_array_equal(out, want)
+
+
+def test_bound_batch_sums_take_the_auto_backend():
+    X, y, coef, intercept = _bindable("logistic", 100, np.float64)
+    out = np.empty(kernels.out_size("logistic", coef))
+    kernels.bind_batch_sums("logistic", X, y, coef, intercept, out)(X, y, coef, intercept)
+    np.testing.assert_array_equal(out, kernels.loss_grad_sums("logistic", X, y, coef, intercept,
+                                                               np.empty_like(out)))
+
+
+@pytest.mark.parametrize("case", ["csr", "numpy", "int32 labels", "float64 y, float32 X",
+                                  "float32 coef", "softmax intercept as a list"])
+def test_bind_batch_sums_is_none_where_loss_grad_sums_must_convert_or_has_no_kernel(case):
+    loss = "softmax" if "labels" in case or "softmax" in case else "squared"
+    X, y, coef, intercept = _bindable(loss, 50, np.float32 if "float32 X" in case else np.float64)
+    backend = "numpy" if case == "numpy" else "auto"
+    if case == "csr":
+        X = sp.csr_matrix(X)
+    elif case == "int32 labels":
+        y = y.astype(np.int32)
+    elif case == "float64 y, float32 X":
+        y = y.astype(np.float64)
+    elif case == "float32 coef":
+        coef = coef.astype(np.float32)
+    elif case == "softmax intercept as a list":
+        intercept = list(intercept)
+    out = np.empty(kernels.out_size(loss, np.asarray(coef)))
+    assert kernels.bind_batch_sums(loss, X, y, coef, intercept, out, backend=backend) is None
+
+
+@pytest.mark.parametrize("args,message", [
+    (("logistic", np.zeros(5), np.ones(5), np.zeros(1), 0.0, np.empty(3)), "X must be 2-D"),
+    (("logistic", np.zeros((5, 2)), np.ones(4), np.zeros(2), 0.0, np.empty(4)),
+     "X has 5 rows but y has shape (4,)"),
+    (("logistic", np.zeros((5, 2)), np.ones(5), np.zeros(3), 0.0, np.empty(4)),
+     "X has 2 features but coef has shape (3,)"),
+    (("logistic", np.zeros((5, 2)), np.ones(5), np.zeros(2), 0.0, np.empty(5)),
+     "out must be C-contiguous float64 of shape (4,), got float64 (5,)"),
+    (("logistic", np.zeros((5, 2)), np.ones(5), np.zeros(2), 0.0, np.empty(8)[::2]),
+     "out must be C-contiguous float64 of shape (4,)"),
+    (("logistic", np.zeros((5, 2)), np.ones(5), np.zeros(2), 0.0, [0.0] * 4),
+     "out must be a NumPy array, got list"),
+    (("logit", np.zeros((5, 2)), np.ones(5), np.zeros(2), 0.0, np.empty(4)), "loss must be one of"),
+])
+def test_bind_batch_sums_names_bad_arguments(args, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        kernels.bind_batch_sums(*args)
+
+
+def test_a_bound_kernel_refuses_another_dtype_rather_than_misread_it():
+    X, y, coef, intercept = _bindable("squared", 20, np.float64)
+    out = np.empty(kernels.out_size("squared", coef))
+    sums = kernels.bind_batch_sums("squared", X, y, coef, intercept, out, backend="cython")
+    with pytest.raises((ValueError, TypeError)):
+        sums(X.astype(np.float32), y, coef, intercept)

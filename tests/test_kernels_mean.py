@@ -32,6 +32,12 @@ def test_mean_gradient_equals_the_numpy_passes(p, n_coef, n_free, l2):
     total = kernels.mean_gradient(sums, 37.0, theta, grad, l2=l2, n_coef=n_coef, n_free=n_free)
     want = reference(sums, 37.0, theta, l2, n_coef, n_free)
     np.testing.assert_allclose(grad, want, rtol=1e-15, atol=0)
+    unchecked = np.full(p, np.nan)  # validate=False: the same kernel, no checks before it
+    unchecked_total = kernels.mean_gradient(sums, 37.0, theta, unchecked, l2=l2, n_coef=n_coef,
+                                            n_free=n_free, validate=False)
+    np.testing.assert_array_equal(unchecked, grad)
+    # the total may be added in another order (its vector loop may start where grad is aligned)
+    assert unchecked_total == pytest.approx(total, rel=1e-14, abs=1e-14)
     # a true division where there is no penalty: exactly what np.divide gives
     np.testing.assert_array_equal(grad[n_coef:n_free], sums[n_coef:n_free] / 37.0)
     assert total == pytest.approx(sums.sum(), rel=1e-12, abs=1e-12)

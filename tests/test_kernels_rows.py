@@ -1,4 +1,4 @@
-"""kernels.take_rows (numba_rows.py): a mini-batch's rows gathered by threads."""
+"""kernels.take_rows (numba_rows.py): a mini-batch's rows (and their targets) gathered by threads."""
 
 import re
 
@@ -19,6 +19,19 @@ def test_take_rows_equals_numpy_take(k, n, dtype):
     out = np.full((k, n), np.nan, dtype=dtype)
     assert kernels.take_rows(X, rows, out) is out
     np.testing.assert_array_equal(out, np.take(X, rows, axis=0))
+
+
+@pytest.mark.parametrize("y_dtype", [np.float64, np.float32, np.int64])
+@pytest.mark.parametrize("k", [0, 5, 64, 65, 700])
+def test_take_rows_gathers_the_targets_in_the_same_pass(k, y_dtype):
+    rng = np.random.default_rng(k)
+    X = rng.standard_normal((900, 6)).astype(np.float32)
+    y = rng.integers(-50, 50, 900).astype(y_dtype)
+    rows = rng.integers(0, 900, k)
+    out, y_out = np.empty((k, 6), np.float32), np.full(k, 99, y_dtype)
+    assert kernels.take_rows(X, rows, out, y=y, y_out=y_out) is out
+    np.testing.assert_array_equal(out, X[rows])
+    np.testing.assert_array_equal(y_out, y[rows])
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -52,6 +65,26 @@ X4 = np.zeros((4, 2))
 def test_take_rows_names_bad_input(X, rows, out, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         kernels.take_rows(X, rows, out)
+
+
+Y4 = np.arange(4.0)
+
+
+@pytest.mark.parametrize("y,y_out,message", [
+    (Y4, None, "y and y_out go together: pass both or neither"),
+    (None, np.empty(2), "y and y_out go together: pass both or neither"),
+    (np.arange(5.0), np.empty(2), "y must be a numeric array of shape (4,) (X's rows), got float64 (5,)"),
+    (np.array(["a"] * 4), np.empty(2), "y must be a numeric array of shape (4,) (X's rows), got <U1 (4,)"),
+    ([0.0] * 4, np.empty(2), "y must be a numeric array of shape (4,) (X's rows), got list"),
+    (Y4, np.empty(3), "y_out must be float64 of shape (2,), got float64 (3,)"),
+    (Y4, np.empty(2, np.float32), "y_out must be float64 of shape (2,), got float32 (2,)"),
+    (Y4, [0.0, 0.0], "y_out must be a NumPy array, got list"),
+])
+def test_take_rows_names_bad_targets(y, y_out, message):
+    out = np.full((2, 2), 7.0)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        kernels.take_rows(X4, [0, 1], out, y=y, y_out=y_out)
+    assert (out == 7.0).all()  # nothing written
 
 
 def test_take_rows_refuses_a_read_only_out():
