@@ -33,11 +33,12 @@ def as_float_array(a: Any, name: str) -> tuple[np.ndarray | None, str | None]:
 
 
 def _nonfinite(name: str, arr: np.ndarray, where) -> str | None:
-    """Message naming the first NaN/inf of arr, located by where(flat_or_nd_index), or None."""
-    if np.isfinite(arr).all():
+    """Message naming the first NaN/inf of arr (C-contiguous float), located by where(its flat
+    index), or None."""
+    bad = kernels.first_nonfinite(arr)
+    if bad < 0:
         return None
-    bad = np.argwhere(~np.isfinite(arr))[0]
-    kind = "NaN" if np.isnan(arr[tuple(bad)]) else "inf"
+    kind = "NaN" if np.isnan(arr.reshape(-1)[bad]) else "inf"
     return f"{name} contains {kind} (first at {where(bad)})"
 
 
@@ -53,7 +54,8 @@ def _check_features(X: Any) -> tuple[Any, str | None]:
             X = X.astype(np.float64)
         if X.shape[1] == 0:
             return None, "X has 0 features (columns); it needs at least 1"
-        error = _nonfinite("X", X.data, lambda b: f"row {np.searchsorted(X.indptr, b[0], 'right') - 1}")
+        error = _nonfinite("X", np.ascontiguousarray(X.data),
+                           lambda b: f"row {np.searchsorted(X.indptr, b, 'right') - 1}")
         return X, error
     X, error = as_float_array(X, "X")
     if error:
@@ -62,7 +64,7 @@ def _check_features(X: Any) -> tuple[Any, str | None]:
         return None, f"X must be 2-D (rows, features), got {X.ndim}-D with shape {X.shape}"
     if X.shape[1] == 0:
         return None, "X has 0 features (columns); it needs at least 1"
-    return X, _nonfinite("X", X, lambda b: f"row {b[0]}, column {b[1]}")
+    return X, _nonfinite("X", X, lambda b: "row {}, column {}".format(*divmod(b, X.shape[1])))
 
 
 def _check_targets(y: Any, loss: str, n_classes: int | None, dtype: np.dtype) -> tuple[Any, str | None]:
@@ -72,7 +74,7 @@ def _check_targets(y: Any, loss: str, n_classes: int | None, dtype: np.dtype) ->
         return None, error
     if y.ndim != 1:
         return None, f"y must be 1-D, got {y.ndim}-D with shape {y.shape}"
-    error = _nonfinite("y", y, lambda b: f"row {b[0]}")
+    error = _nonfinite("y", y, lambda b: f"row {b}")
     if error:
         return None, error
     if loss == "softmax":

@@ -36,8 +36,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from . import (_cython_dense, _cython_sparse, columns, numba_batches, numba_dense, numba_margins,
-               numba_mean, numba_rows, numba_sparse, reference)
+from . import (_cython_dense, _cython_sparse, columns, numba_batches, numba_dense, numba_finite,
+               numba_margins, numba_mean, numba_rows, numba_sparse, reference)
 from .losses import BINARY_LOSSES, LOSS_CODES, MULTICLASS_LOSSES
 from .columns import ColumnCSR, column_csr
 from .tiles import MIN_FEATURES as TILE_MIN_FEATURES, TILE_COLS, TiledCSR, tile_csr as _tile_arrays
@@ -583,6 +583,22 @@ def take_rows(X: np.ndarray, rows: np.ndarray, out: np.ndarray, *, y: np.ndarray
         raise ValueError(f"rows has row {bad} but X has {X.shape[0]} rows")
     numba_rows.take_rows(X, rows.astype(np.int64, copy=False), out, y, y_out)
     return out
+
+
+def first_nonfinite(a: np.ndarray) -> int:
+    """The position of a's first NaN or +-inf in C order (a flat index), or -1 when every value
+    is finite: one read of a by threads when it is (numba_finite.py, no temporary array), and
+    NumPy's search for the position when it is not.
+
+    a: any shape, C-contiguous float32 or float64
+    """
+    if not (isinstance(a, np.ndarray) and a.dtype in FLOAT_DTYPES and a.flags.c_contiguous):
+        got = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+        raise ValueError(f"a must be a C-contiguous float32 or float64 array, got {got}")
+    flat = a.reshape(-1)
+    if numba_finite.all_finite(flat):
+        return -1
+    return int(np.flatnonzero(~np.isfinite(flat))[0])
 
 
 def sort_batches(order: np.ndarray, batch_size: int) -> np.ndarray:
