@@ -12,9 +12,14 @@ Cases, dense 1,000,000 x 32 float64 (squared loss):
   kernel, update per step) against "kernel": one full-shard kernel call, the same arithmetic.
 - "sgd-epoch-32": the same with batches of 32 rows (31,250 steps), where a step's fixed cost
   (Python around the kernels, their calls) outweighs its 32 rows.
+- "sgd-epoch-32-peer": that epoch against scikit-learn's SGDRegressor, one epoch updating after
+  every row (its loop is compiled Cython), the peer a user would otherwise take for small steps.
 The summary table's "x ref" column is the kernel's time over the training step's: 1.00 means the
-loop adds nothing; below 1, the share of a step spent outside the kernel.
+loop adds nothing; below 1, the share of a step spent outside the kernel ("sgd-epoch-32-peer":
+scikit-learn's time over fastdp's, above 1 when fastdp is faster).
 """
+
+import warnings
 
 import numpy as np
 import pytest
@@ -41,6 +46,18 @@ def sgd_epoch(s, batch_size):
                              learning_rate=0.01)
 
 
+def sklearn_epoch(s):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import SGDRegressor
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter=1 on purpose
+            SGDRegressor(alpha=1e-4, learning_rate="constant", eta0=0.01, max_iter=1, tol=None,
+                         random_state=0).fit(s.X, s.y)
+    return run
+
+
 CONTENDERS = {
     ("gd-step", "fit"): lambda s: lambda: train.fit(s.X, s.y, solver="gd", max_iter=STEPS, tol=0),
     ("gd-step", "kernel"): bare_kernel,
@@ -48,6 +65,8 @@ CONTENDERS = {
     ("sgd-epoch", "kernel"): bare_kernel,
     ("sgd-epoch-32", "fit"): lambda s: sgd_epoch(s, SMALL_BATCH),
     ("sgd-epoch-32", "kernel"): bare_kernel,
+    ("sgd-epoch-32-peer", "fit"): lambda s: sgd_epoch(s, SMALL_BATCH),
+    ("sgd-epoch-32-peer", "sklearn"): sklearn_epoch,
 }
 PER_CALL = {("gd-step", "fit"): STEPS + 1}  # fit evaluates max_iter + 1 gradients
 

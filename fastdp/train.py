@@ -366,15 +366,18 @@ class Batches:
     """This rank's part of every global mini-batch. Epoch e draws one permutation of the global
     rows from (random_state, e) and cuts it into batches of batch_size, each sorted once per
     epoch (kernels.sort_batches, O(rows)); this rank computes the rows of each batch it holds
-    (objective.ranges[rank], read at each `prepare`: the balancer moves rows), one run of the
-    sorted batch, in increasing order. None of it depends on theta.
+    (objective.ranges[rank], read when a chunk is gathered: the balancer moves rows between
+    epochs), in increasing order. None of it depends on theta.
 
-    Dense X and y are gathered into arrays reused from batch to batch (kernels.take_rows,
-    threaded, the rows and their targets in one pass, into preallocated buffers), so a Batch's
-    arrays are valid until the next `prepare`; CSR rows are selected by scipy (X[rows]), a new
-    matrix each time.
+    The rows are gathered a chunk of consecutive batches at a time (about CHUNK_BYTES of rows,
+    at least one batch), so that a step of a small batch takes views of the chunk instead of
+    calls of its own: dense X and y into arrays reused from chunk to chunk (kernels.take_rows,
+    threaded, the rows and their targets in one pass), CSR rows by scipy (X[rows], a new matrix
+    per chunk, sliced per batch). A Batch's arrays are valid until the `prepare` that gathers the
+    next chunk.
     """
 
+    CHUNK_BYTES = 1 << 19  # rows gathered at once: a chunk stays in L2 while its steps read it
     GATHER_BYTES = 1 << 21  # while a reduction is in flight: test it between pieces this large
 
     def __init__(self, objective: Objective, n_rows: int, batch_size: int,
@@ -384,11 +387,16 @@ class Batches:
         self._epoch, self._order = -1, np.empty(0, dtype=np.int64)
         self._X: np.ndarray | None = None  # dense X's gather buffers
         self._y: np.ndarray | None = None
+        self._chunk: tuple = ()  # which chunk is gathered: (epoch, first batch, this rank's rows)
+        self._chunk_of: Any = None  # the shard it was gathered from (the balancer replaces it)
+        self._chunk_X: Any = None  # its rows, its targets, and where each batch's rows begin
+        self._chunk_y: np.ndarray | None = None
+        self._offsets: list[int] = []
 
     def prepare(self, epoch: int, start: int, request: Request | None = None) -> Batch:
-        """This rank's part of the batch of `epoch` whose global rows start at `start` in the
-        epoch's permutation. request: a reduction in flight, tested between the pieces of the
-        work so MPI moves it forward."""
+        """This rank's part of the batch of `epoch` whose global rows start at `start` (a multiple
+        of batch_size) in the epoch's permutation. request: a reduction in flight, tested between
+        the pieces of the work so MPI moves it forward."""
         began = time.perf_counter()
         objective = self.objective
         if epoch != self._epoch:
@@ -396,34 +404,62 @@ class Batches:
             self._order = kernels.sort_batches(
                 np.random.default_rng([self.random_state, epoch]).permutation(self.n_rows),
                 self.batch_size)
-        batch = self._order[start:start + self.batch_size]  # increasing
+        b = start // self.batch_size
+        per_chunk = self._batches_per_chunk()
+        first = b - b % per_chunk
         mine = objective.ranges[objective.comm.rank]
-        rows = batch[batch.searchsorted(mine.start):batch.searchsorted(mine.stop)]
-        if mine.start:
-            rows = rows - mine.start
-        done = request is None or request.test()
-        if sp.issparse(objective.X):
-            X = objective.X[rows]
-            done = done or request.test()
-            y = objective.y[rows]
-        else:
-            X, y = self._buffers(len(rows))
-            row_bytes = X.shape[1] * X.itemsize
-            piece = max(1, len(rows) if done else self.GATHER_BYTES // max(1, row_bytes))
-            for a in range(0, len(rows), piece):
-                kernels.take_rows(objective.X, rows[a:a + piece], X[a:a + piece], y=objective.y,
-                                  y_out=y[a:a + piece], validate=False)
-                done = done or request.test()
-        members = None if objective.tree is None else batch
+        if self._chunk != (epoch, first, mine) or self._chunk_of is not objective.X:
+            self._gather(first, min(first + per_chunk, -(-self.n_rows // self.batch_size)), request)
+            self._chunk, self._chunk_of = (epoch, first, mine), objective.X
+        elif request is not None:
+            request.test()
+        a, z = self._offsets[b - first], self._offsets[b - first + 1]
+        members = None if objective.tree is None else self._order[start:start + self.batch_size]
         seconds = time.perf_counter() - began
         objective.compute_seconds += seconds
-        return Batch(X, y, seconds, members)
+        return Batch(self._chunk_X[a:z], self._chunk_y[a:z], seconds, members)
+
+    def _batches_per_chunk(self) -> int:
+        """Batches in a chunk: as many as CHUNK_BYTES of rows hold, at least one."""
+        X = self.objective.X
+        if isinstance(X, np.ndarray):
+            row_bytes = X.shape[1] * X.itemsize
+        else:  # CSR: a row's non-zeros, values and column indices
+            row_bytes = (X.data.itemsize + X.indices.itemsize) * X.nnz // max(1, X.shape[0])
+        return max(1, self.CHUNK_BYTES // max(1, self.batch_size * row_bytes))
+
+    def _gather(self, first: int, stop: int, request: Request | None) -> None:
+        """Gather this rank's rows of batches first..stop-1 (their global rows in the epoch's
+        order) into the chunk, and where each batch's rows begin."""
+        objective = self.objective
+        order = self._order[first * self.batch_size:stop * self.batch_size]
+        mine = objective.ranges[objective.comm.rank]
+        held = (order >= mine.start) & (order < mine.stop)
+        rows = order[held]  # batch after batch, each in increasing order
+        if mine.start:
+            rows -= mine.start
+        ends = np.minimum(np.arange(1, stop - first + 1) * self.batch_size, len(order))
+        self._offsets = [0] + np.cumsum(held)[ends - 1].tolist()
+        done = request is None or request.test()
+        if not isinstance(objective.X, np.ndarray):
+            self._chunk_X = objective.X[rows]
+            done = done or request.test()
+            self._chunk_y = objective.y[rows]
+            return
+        X, y = self._buffers(len(rows))
+        row_bytes = X.shape[1] * X.itemsize
+        piece = max(1, len(rows) if done else self.GATHER_BYTES // max(1, row_bytes))
+        for a in range(0, len(rows), piece):
+            kernels.take_rows(objective.X, rows[a:a + piece], X[a:a + piece], y=objective.y,
+                              y_out=y[a:a + piece], validate=False)
+            done = done or request.test()
+        self._chunk_X, self._chunk_y = X, y
 
     def _buffers(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The first k rows of the dense gather buffers, (re)allocated for the shard's batches."""
+        """The first k rows of the dense gather buffers, (re)allocated for the shard's chunks."""
         X, y = self.objective.X, self.objective.y
         if self._X is None or len(self._X) < k:  # first use, or more rows since the balancer moved
-            rows = max(k, min(self.batch_size, X.shape[0]))
+            rows = max(k, min(self.batch_size * self._batches_per_chunk(), X.shape[0]))
             self._X, self._y = np.empty((rows, X.shape[1]), X.dtype), np.empty(rows, y.dtype)
         return self._X[:k], self._y[:k]
 

@@ -307,6 +307,7 @@ def test_batches_gather_the_rows_of_the_permutation(sparse):
     objective = train.Objective(X, y, "squared", 1, train.optim.Penalty(0.0, 0.0, 4), True,
                                 "numba", train.world(), [range(0, 2_000)])
     batches = train.Batches(objective, 2_000, 300, random_state=3)
+    batches.CHUNK_BYTES = 1  # a batch a chunk: every prepare gathers
     batches.GATHER_BYTES = 5 * 4 * 8  # 5 rows a piece, when a request is in flight
 
     class Pending:  # a request that never completes before the wait: every piece tests it
@@ -327,6 +328,33 @@ def test_batches_gather_the_rows_of_the_permutation(sparse):
     assert Pending.tests == (2 * 2 if sparse else 2 * (1 + 200 // 5))
     if not sparse:
         assert batch.X.base is batches._X and len(batches._X) == 300  # one buffer, reused
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_batches_gather_a_chunk_of_batches_at_once(sparse):
+    """A chunk of consecutive batches is gathered at its first prepare; the other batches of the
+    chunk are views of it (dense: of the one reused buffer), in any order of the calls."""
+    X, y = mini_batch_data(sparse)
+    objective = train.Objective(X, y, "squared", 1, train.optim.Penalty(0.0, 0.0, 4), True,
+                                "numba", train.world(), [range(0, 2_000)])
+    batches = train.Batches(objective, 2_000, 300, random_state=3)
+    row_bytes = 4 * 8 if not sparse else (8 + X.indices.itemsize) * X.nnz // 2_000
+    batches.CHUNK_BYTES = 3 * 300 * row_bytes + 1  # 3 batches a chunk: [0, 3), [3, 6), [6, 7)
+    gathered = []
+    gather = batches._gather
+    batches._gather = lambda first, stop, request: (gathered.append((first, stop)),
+                                                    gather(first, stop, request))
+    for epoch in (0, 1):
+        order = np.random.default_rng([3, epoch]).permutation(2_000)
+        for start in (1_800, 0, 300, 600, 1_500, 900, 1_200):
+            rows = np.sort(order[start:start + 300])
+            batch = batches.prepare(epoch, start)
+            dense = batch.X.toarray() if sparse else batch.X
+            assert np.array_equal(dense, X[rows].toarray() if sparse else X[rows])
+            assert np.array_equal(batch.y, y[rows])
+            if not sparse:
+                assert batch.X.base is batches._X and len(batches._X) == 900
+    assert gathered == [(6, 7), (0, 3), (3, 6)] * 2
 
 
 @pytest.mark.parametrize("sparse", [False, True])
