@@ -392,6 +392,7 @@ class Batches:
         self._chunk_X: Any = None  # its rows, its targets, and where each batch's rows begin
         self._chunk_y: np.ndarray | None = None
         self._offsets: list[int] = []
+        self._per_chunk: int | None = None  # batches a chunk, sized at the first prepare
 
     def prepare(self, epoch: int, start: int, request: Request | None = None) -> Batch:
         """This rank's part of the batch of `epoch` whose global rows start at `start` (a multiple
@@ -405,7 +406,9 @@ class Batches:
                 np.random.default_rng([self.random_state, epoch]).permutation(self.n_rows),
                 self.batch_size)
         b = start // self.batch_size
-        per_chunk = self._batches_per_chunk()
+        if self._per_chunk is None:
+            self._per_chunk = self._batches_per_chunk()
+        per_chunk = self._per_chunk
         first = b - b % per_chunk
         mine = objective.ranges[objective.comm.rank]
         if self._chunk != (epoch, first, mine) or self._chunk_of is not objective.X:
@@ -459,7 +462,7 @@ class Batches:
         """The first k rows of the dense gather buffers, (re)allocated for the shard's chunks."""
         X, y = self.objective.X, self.objective.y
         if self._X is None or len(self._X) < k:  # first use, or more rows since the balancer moved
-            rows = max(k, min(self.batch_size * self._batches_per_chunk(), X.shape[0]))
+            rows = max(k, min(self.batch_size * (self._per_chunk or 1), X.shape[0]))
             self._X, self._y = np.empty((rows, X.shape[1]), X.dtype), np.empty(rows, y.dtype)
         return self._X[:k], self._y[:k]
 
