@@ -1,8 +1,9 @@
 """Training (fastdp.train.fit) in this process, and strong scaling over 2 MPI ranks.
 
 Fit: squared loss on fastdp.synthetic.linear_regression(200,000 x 32), full-batch gradient descent
-for 10 steps ("gd") or one epoch of mini-batch SGD with batches of 256 rows ("sgd", 782 steps),
-Numba and Cython backends. Setup checks the model against the same fit with the NumPy backend.
+for 10 steps ("gd") or one epoch of mini-batch SGD with batches of 256 rows ("sgd", 782 steps) or
+of 32 rows ("sgd-32", 6,250 steps, where a step's cost outside its kernel shows), Numba and Cython
+backends. Setup checks the model against the same fit with the NumPy backend.
 
 WideSgdEpoch: one epoch of hinge-loss SGD on hashed text with 2**20 features, where a step costs
 passes over its parameters more than its rows; checked against the NumPy backend too.
@@ -26,11 +27,12 @@ from fastdp.bench.cases import Case, make_shard
 FIT_ROWS, FIT_FEATURES = 200_000, 32
 WIDE_ROWS, WIDE_FEATURES = 50_000, 2**20
 FIT_ARGS = {"gd": {"solver": "gd", "max_iter": 10, "tol": 0.0},
-            "sgd": {"solver": "sgd", "max_iter": 1, "tol": 0.0, "batch_size": 256}}
+            "sgd": {"solver": "sgd", "max_iter": 1, "tol": 0.0, "batch_size": 256},
+            "sgd-32": {"solver": "sgd", "max_iter": 1, "tol": 0.0, "batch_size": 32}}
 
 
 class Fit:
-    params = (["gd", "sgd"], ["numba", "cython"])
+    params = (["gd", "sgd", "sgd-32"], ["numba", "cython"])
     param_names = ["solver", "backend"]
     timeout = 180
 
