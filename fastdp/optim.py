@@ -19,6 +19,7 @@ from typing import Callable, Protocol
 import numpy as np
 from scipy.linalg.blas import daxpy
 
+from . import threads
 from .comm import Comm
 
 SCHEDULES = ("constant", "invscaling", "cosine")
@@ -230,7 +231,6 @@ def lbfgs(evaluate: Evaluate, theta: np.ndarray, comm: Comm, *, max_iter: int, t
     buf = np.empty(theta.size + 3)
     if comm.rank == 0:
         from scipy.optimize import minimize
-        from threadpoolctl import threadpool_limits
 
         def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
             buf[0] = _CONTINUE
@@ -238,7 +238,7 @@ def lbfgs(evaluate: Evaluate, theta: np.ndarray, comm: Comm, *, max_iter: int, t
             comm.bcast_(buf)
             return evaluate(buf[1:1 + x.size].copy())
 
-        with threadpool_limits(1, "blas"):  # its many small BLAS calls run 30x slower threaded
+        with threads.blas_threads(1):  # its many small BLAS calls run 30x slower threaded
             result = minimize(fun, theta.copy(), jac=True, method="L-BFGS-B", callback=callback,
                               options={"maxiter": max_iter, "gtol": tol, "ftol": 0.0,
                                        "maxcor": history, "maxfun": 2 * max_iter + 20})

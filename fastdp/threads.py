@@ -2,15 +2,21 @@
 
 Unless the user set NUMBA_NUM_THREADS (Numba) or OMP_NUM_THREADS (OpenMP, the Cython kernels),
 each rank uses (cores available to the process) // (ranks on the node) threads, at least one.
+While the compiled kernels own the cores, BLAS is held to one thread (`blas_threads`).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from contextlib import AbstractContextManager
 
 import numba
+from threadpoolctl import ThreadpoolController
 
 from . import kernels
+
+_blas: tuple[int, ThreadpoolController] | None = None  # (modules imported when made, controller)
 
 
 def available_cores() -> int:
@@ -42,3 +48,18 @@ def configure(ranks_on_node: int, environ: dict[str, str] | None = None) -> dict
     if "OMP_NUM_THREADS" not in environ:
         kernels.set_cython_threads(n)
     return kernels.get_num_threads()
+
+
+def blas_threads(limit: int | None) -> AbstractContextManager:
+    """A context in which the BLAS libraries loaded in this process run at most `limit` threads
+    (None: as many as they had), restored when it ends; threadpoolctl's limit.
+
+    threadpoolctl finds the libraries by scanning the process's memory map: about 2 ms, most of a
+    small fit's time, when it was done at every fit. One controller is kept instead, and made
+    again only when a module was imported since (it may have loaded another BLAS).
+    """
+    global _blas
+    if _blas is None or _blas[0] != len(sys.modules):
+        controller = ThreadpoolController()
+        _blas = (len(sys.modules), controller)
+    return _blas[1].limit(limits=limit, user_api="blas")

@@ -53,7 +53,6 @@ from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
 
 from . import balance, checkpoint, kernels, optim, threads
 from . import deterministic as deterministic_mode
@@ -709,7 +708,7 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     # The compiled kernels own the cores; BLAS only does small vector work between the steps.
     # The numpy backend's kernels are BLAS calls: threaded, unless deterministic (BLAS threads
     # split a sum: the bits would depend on their number).
-    with threadpool_limits(None if backend == "numpy" and not deterministic else 1, "blas"):
+    with threads.blas_threads(None if backend == "numpy" and not deterministic else 1):
         if solver == "lbfgs":
             n_iter, converged, history, grad_norm = _run_lbfgs(objective, theta, max_iter, tol,
                                                                callback, progress, guard)

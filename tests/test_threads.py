@@ -1,3 +1,6 @@
+import sys
+import types
+
 import pytest
 
 from fastdp import kernels, threads
@@ -23,3 +26,30 @@ def test_configure_sets_both_backends_and_respects_user_variables():
         threads.configure(1, environ={})
     one_rank = threads.threads_per_rank(1)
     assert kernels.get_num_threads() == {"numba": one_rank, "cython": one_rank}
+
+
+def openblas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_blas_threads_limits_blas_inside_and_restores_it_after():
+    before = openblas_threads()
+    assert before  # NumPy's and SciPy's OpenBLAS
+    with threads.blas_threads(1):
+        assert openblas_threads() == [1] * len(before)
+    assert openblas_threads() == before
+    with threads.blas_threads(None):  # no limit: as they were
+        assert openblas_threads() == before
+
+
+def test_blas_threads_scans_the_libraries_again_only_after_an_import(monkeypatch):
+    threads.blas_threads(1)
+    kept = threads._blas[1]
+    with threads.blas_threads(1):
+        pass
+    assert threads._blas[1] is kept  # nothing imported since: the same controller
+    monkeypatch.setitem(sys.modules, "fastdp_test_new_module", types.ModuleType("fastdp_test_new_module"))
+    with threads.blas_threads(1):
+        assert openblas_threads() == [1] * len(openblas_threads())
+    assert threads._blas[1] is not kept
