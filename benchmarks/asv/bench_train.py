@@ -5,6 +5,8 @@ for 10 steps ("gd") or one epoch of mini-batch SGD with batches of 256 rows ("sg
 of 32 rows ("sgd-32", 6,250 steps, where a step's cost outside its kernel shows), Numba and Cython
 backends. Setup checks the model against the same fit with the NumPy backend.
 
+SmallFit: 10 gradient-descent steps on 1,000 x 10 rows: fit's fixed cost.
+
 WideSgdEpoch: one epoch of hinge-loss SGD on hashed text with 2**20 features, where a step costs
 passes over its parameters more than its rows; checked against the NumPy backend too.
 
@@ -48,6 +50,19 @@ class Fit:
 
     def time_fit(self, solver, backend):
         self.fit(solver, backend)
+
+
+class SmallFit:
+    """fit's fixed cost: 10 gradient-descent steps on 1,000 x 10 rows, where the arithmetic takes
+    microseconds and the checks, set-up and thread limits around it are most of the time (what a
+    grid search of many small fits pays)."""
+
+    def setup(self):
+        self.X, self.y = synthetic.linear_regression(1_000, 10)
+        train.fit(self.X, self.y, solver="gd", max_iter=10, tol=0.0)  # compiles the kernels
+
+    def time_fit(self):
+        train.fit(self.X, self.y, solver="gd", max_iter=10, tol=0.0)
 
 
 class WideSgdEpoch:
