@@ -10,6 +10,7 @@ import pytest
 from fastdp import kernels
 
 CHUNK = 1 << 16  # sizes around a power of two: the threads' and the vector loops' tails
+BIG = kernels.PARALLEL_CHECK_VALUES  # from this size on, the check runs on threads (numba_finite.py)
 
 
 def want(a: np.ndarray) -> int:
@@ -18,7 +19,7 @@ def want(a: np.ndarray) -> int:
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 5])
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK + 1, BIG - 1, BIG, BIG + 7])
 def test_first_nonfinite_finds_the_first_nan_or_infinity(size, dtype):
     rng = np.random.default_rng(size)
     a = rng.standard_normal(size).astype(dtype)
@@ -36,8 +37,9 @@ def test_first_nonfinite_finds_the_first_nan_or_infinity(size, dtype):
 def test_the_largest_finite_values_are_finite():
     for dtype in (np.float32, np.float64):
         info = np.finfo(dtype)
-        a = np.array([info.max, -info.max, info.tiny, info.smallest_subnormal, 0.0, -0.0], dtype)
-        assert kernels.first_nonfinite(a) == -1
+        extremes = np.array([info.max, -info.max, info.tiny, info.smallest_subnormal, 0.0, -0.0], dtype)
+        assert kernels.first_nonfinite(extremes) == -1
+        assert kernels.first_nonfinite(np.resize(extremes, BIG)) == -1  # on threads
 
 
 def test_a_2d_array_gives_the_position_in_c_order():
@@ -49,14 +51,14 @@ def test_a_2d_array_gives_the_position_in_c_order():
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_first_nonfinite_does_not_depend_on_the_thread_count(threads):
-    a = np.zeros(5 * CHUNK)
+    a = np.zeros(BIG + 5 * CHUNK)
     before = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
         assert kernels.first_nonfinite(a) == -1
-        for spot in (0, 2 * CHUNK + 9, 5 * CHUNK - 1):  # in either thread's half
+        for spot in (0, BIG // 2 + 9, a.size - 1):  # in either thread's half
             b = a.copy()
-            b[[spot, 5 * CHUNK - 1]] = [np.inf, -np.inf]  # inf and -inf: no cancelling out
+            b[[spot, a.size - 1]] = [np.inf, -np.inf]  # inf and -inf: no cancelling out
             assert kernels.first_nonfinite(b) == spot
     finally:
         numba.set_num_threads(before)
