@@ -376,7 +376,9 @@ class Batches:
     next chunk.
     """
 
-    CHUNK_BYTES = 1 << 19  # rows gathered at once: a chunk stays in L2 while its steps read it
+    # rows gathered at once: on 100,000 x 32, epochs of 32- and 256-row batches took 1.2x and
+    # 1.6x as long with 64 KiB chunks, and 0-6% less with 4 MiB (8x the buffer) as with these
+    CHUNK_BYTES = 1 << 19
     GATHER_BYTES = 1 << 21  # while a reduction is in flight: test it between pieces this large
 
     def __init__(self, objective: Objective, n_rows: int, batch_size: int,
