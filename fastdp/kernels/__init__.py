@@ -486,7 +486,7 @@ def bind_batch_sums(loss: str, X, y, coef, intercept, out: np.ndarray,
     backend = pick_backend(loss, X, backend)
     if _is_sparse(X) or backend == "numpy":
         return None
-    parts, y_k, coef_k, intercept_k, K = _prepare(loss, X, y, coef, intercept, validate=False)
+    _, y_k, coef_k, intercept_k, K = _prepare(loss, X, y, coef, intercept, validate=False)
     if y_k is not y or coef_k is not coef or (K > 1 and intercept_k is not intercept):
         return None  # loss_grad_sums would convert them at every call
     _check_writable(out, "out")
