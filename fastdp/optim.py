@@ -91,7 +91,8 @@ class Penalty:
     def value(self, theta: np.ndarray) -> float:
         """Penalty at theta (both parts)."""
         w = theta[:self.n_coef]
-        return 0.5 * self.l2 * float(w @ w) + self.l1 * float(np.abs(w).sum())
+        value = 0.5 * self.l2 * float(w @ w)
+        return value + self.l1 * float(np.abs(w).sum()) if self.l1 else value
 
     def prox(self, theta: np.ndarray, lr: float) -> None:
         """theta <- soft-threshold(theta, lr * l1) on the coef entries (in place)."""

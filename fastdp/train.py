@@ -57,6 +57,7 @@ import scipy.sparse as sp
 from . import balance, checkpoint, kernels, optim, threads
 from . import deterministic as deterministic_mode
 from .checkpoint import Checkpointer, State
+from .lazy_steps import LazySteps, applies as lazy_applies
 from .comm import Comm, Request, raise_if_any, world
 from .progress import Progress
 from .validation import check_shard
@@ -176,12 +177,12 @@ class Objective:
             self._maybe_rebalance()
         if self.tree is not None:
             self._tree_sums(theta, batch)
-            return self._finish(theta)
+            return self.finish(theta)
         self._local_sums(theta, batch)
         reduce = time.perf_counter()
         self.comm.allreduce_sum_(self.buf)
         self.wait_seconds += time.perf_counter() - reduce
-        return self._finish(theta)
+        return self.finish(theta)
 
     def start_gradient(self, theta: np.ndarray, batch: Batch) -> Request:
         """`gradient` over a batch, first half: this rank's sums, then their reduction started
@@ -201,7 +202,7 @@ class Objective:
         reduce = time.perf_counter()
         request.wait()
         self.wait_seconds += time.perf_counter() - reduce
-        return self._finish(theta)
+        return self.finish(theta)
 
     def _tiles(self, batch: Batch | None) -> kernels.WideCSR | None:
         """The shard's kernels.tile_csr copy for a full pass over wide CSR X with a compiled backend
@@ -261,8 +262,8 @@ class Objective:
         self.buf[self.size + 1] = self.tree.n_rows if batch is None else len(batch.members)
         self.buf[self.size + 2] = signals
 
-    def _finish(self, theta: np.ndarray) -> np.ndarray:
-        """The reduced self.buf -> self.grad, self.batch_loss and self.signals."""
+    def finish(self, theta: np.ndarray) -> np.ndarray:
+        """The reduced self.buf -> self.grad (returned), self.batch_loss and self.signals."""
         self.evaluations += 1
         count = self.buf[self.size + 1]
         self.signals = self.buf[self.size + 2]
@@ -401,11 +402,7 @@ class Batches:
         the pieces of the work so MPI moves it forward."""
         began = time.perf_counter()
         objective = self.objective
-        if epoch != self._epoch:
-            self._epoch = epoch
-            self._order = kernels.sort_batches(
-                np.random.default_rng([self.random_state, epoch]).permutation(self.n_rows),
-                self.batch_size)
+        self._permute(epoch)
         b = start // self.batch_size
         if self._per_chunk is None:
             self._per_chunk = self._batches_per_chunk()
@@ -422,6 +419,21 @@ class Batches:
         seconds = time.perf_counter() - began
         objective.compute_seconds += seconds
         return Batch(self._chunk_X[a:z], self._chunk_y[a:z], seconds, members)
+
+    def rows(self, epoch: int, start: int) -> np.ndarray:
+        """The rows of the batch of `epoch` whose global rows start at `start`, increasing, as
+        indices into this rank's shard: with one rank only (fastdp.lazy_steps reads them in
+        place). A view, valid until the next epoch's first call."""
+        self._permute(epoch)
+        return self._order[start:start + self.batch_size]
+
+    def _permute(self, epoch: int) -> None:
+        """The epoch's permutation of the global rows, each batch sorted (once per epoch)."""
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._order = kernels.sort_batches(
+                np.random.default_rng([self.random_state, epoch]).permutation(self.n_rows),
+                self.batch_size)
 
     def _batches_per_chunk(self) -> int:
         """Batches in a chunk: as many as CHUNK_BYTES of rows hold, at least one."""
@@ -727,8 +739,8 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
                 n_iter, converged, history, grad_norm = _run_full_batch(loop, max_iter, tol)
     progress.close()
     report = training_report(objective)
-    coef, intercept = objective.split(theta)
-    return FitResult(coef=np.array(coef), intercept=np.array(intercept) if K > 1 else intercept,
+    coef, intercept = objective.split(theta)  # views of this fit's own theta: no copies
+    return FitResult(coef=coef, intercept=intercept,
                      n_iter=n_iter, converged=converged, loss_history=np.array(history),
                      grad_norm=grad_norm, n_rows=n_rows, n_ranks=comm.size,
                      threads=used_threads, seconds=time.perf_counter() - start, backend=backend,
@@ -902,6 +914,9 @@ def _run_mini_batch(loop: _Loop, batch_size: int, n_rows: int, max_iter: int, to
     objective, rule, state = loop.objective, loop.rule, loop.state
     theta, history = state.theta, state.history
     batches = Batches(objective, n_rows, batch_size, random_state)
+    lazy = (LazySteps(objective) if lazy_applies(
+        objective, rule, loop.lr_of.lr0, callback=loop.callback,
+        checkpointing=loop.saver.path is not None or state.step > 0, overlap=overlap) else None)
     best, stale, t = state.best, state.stale, state.step
     converged = False
     ready = None  # overlap: this step's batch, prepared during the previous step's reduction
@@ -909,18 +924,19 @@ def _run_mini_batch(loop: _Loop, batch_size: int, n_rows: int, max_iter: int, to
         resumed = epoch == state.epoch  # the first epoch may resume in its middle
         total = state.epoch_loss if resumed else 0.0
         for start in range(state.batch * batch_size if resumed else 0, n_rows, batch_size):
-            batch = ready if ready is not None else batches.prepare(epoch, start)
-            ready = None
             objective.signal = loop.saver.signal()
-            if overlap:
+            if lazy is not None:
+                grad = lazy.gradient(theta, batches.rows(epoch, start),
+                                     last=start + batch_size >= n_rows)
+            elif overlap:
+                batch = ready if ready is not None else batches.prepare(epoch, start)
                 following = ((epoch, start + batch_size) if start + batch_size < n_rows
                              else (epoch + 1, 0))
                 request = objective.start_gradient(theta, batch)
-                if following[0] < max_iter:
-                    ready = batches.prepare(*following, request)
+                ready = batches.prepare(*following, request) if following[0] < max_iter else None
                 grad = objective.finish_gradient(theta, request)
             else:
-                grad = objective.gradient(theta, batch)
+                grad = objective.gradient(theta, batches.prepare(epoch, start))
             loop.guard.check(objective, t, epoch, start // batch_size)
             if loop.saver.due(t, objective.signals):
                 loop.guard.write(State(theta, rule.state(), history, t, epoch, start // batch_size,
@@ -930,8 +946,11 @@ def _run_mini_batch(loop: _Loop, batch_size: int, n_rows: int, max_iter: int, to
                 loop.callback(t, _read_only(theta),
                               objective.batch_loss + objective.penalty.value(theta))
             lr = loop.lr_of(t)
-            rule.step(theta, grad, lr)
-            objective.penalty.prox(theta, lr)
+            if grad is None:
+                lazy.step(theta, lr)
+            else:
+                rule.step(theta, grad, lr)
+                objective.penalty.prox(theta, lr)
             t += 1
         moves = objective.rebalances
         objective.end_epoch()

@@ -462,7 +462,7 @@ def test_nonfinite_reads_the_reduced_sums():
                                 "numba", train.world(), [range(0, 10)])
     theta = np.zeros(3)
     objective.buf[:] = [1.0, 2.0, 3.0, 4.0, 10.0, 0.0]  # [grad sums (3), loss, rows, signal]
-    objective._finish(theta)  # what a gradient does after its reduction
+    objective.finish(theta)  # what a gradient does after its reduction
     assert objective.nonfinite() is None
     for slot, value, found in [(3, np.inf, "the loss became inf"),
                                (3, np.nan, "the loss became nan"),
@@ -470,11 +470,11 @@ def test_nonfinite_reads_the_reduced_sums():
                                (2, np.nan, "the gradient became nan")]:
         buf = objective.buf.copy()
         objective.buf[slot] = value
-        objective._finish(theta)
+        objective.finish(theta)
         assert objective.nonfinite() == found
         objective.buf[:] = buf
     objective.buf[:2] = [1e308, 1e308]  # finite sums whose total overflows: not an error
-    objective._finish(theta)
+    objective.finish(theta)
     assert objective.sums_total == np.inf and objective.nonfinite() is None
 
 

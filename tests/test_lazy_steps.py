@@ -1,0 +1,150 @@
+"""fastdp.lazy_steps: mini-batch SGD over CSR rows on one rank in O(a batch's non-zeros) a step.
+
+A fit takes lazy steps where `applies` says so; a callback makes it take the dense ones (the
+callback must see every parameter after every step), which is how these tests get the dense
+model to compare with."""
+
+import re
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from fastdp import lazy_steps, optim, train
+from fastdp.comm import world
+from fastdp.train import NonFiniteError, fit
+
+
+def hashed(rows=500, n=2000, nnz=12, seed=0, loss="hinge"):
+    """Wide CSR rows like hashed text: nnz columns a row out of n, some rows empty."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 2 * nnz, rows)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    indices = np.concatenate([np.sort(rng.choice(n, c, replace=False)) for c in counts])
+    X = sp.csr_matrix((rng.standard_normal(indptr[-1]), indices, indptr), shape=(rows, n))
+    w = rng.standard_normal(n)
+    margin = X @ w
+    y = margin + 0.1 * rng.standard_normal(rows) if loss == "squared" else np.where(margin > 0, 1.0, -1.0)
+    return X, y
+
+
+def dense_too(*args, **kwargs):
+    """The same fit taking dense steps."""
+    return fit(*args, callback=lambda step, theta, objective: None, **kwargs)
+
+
+def counting(monkeypatch):
+    calls = []
+    real = lazy_steps.LazySteps.step
+    monkeypatch.setattr(lazy_steps.LazySteps, "step",
+                        lambda self, theta, lr: calls.append(lr) or real(self, theta, lr))
+    return calls
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic", "hinge", "squared_hinge"])
+@pytest.mark.parametrize("kwargs", [
+    {"batch_size": 32, "alpha": 1e-3},
+    {"batch_size": 1, "alpha": 0.0, "max_iter": 2},
+    {"batch_size": 37, "alpha": 0.01, "schedule": "invscaling", "fit_intercept": False},
+    {"batch_size": 64, "alpha": 0.1, "schedule": "cosine", "learning_rate": 0.5},
+])
+def test_lazy_steps_give_the_dense_steps_model(monkeypatch, loss, kwargs):
+    X, y = hashed(loss=loss)
+    kwargs = {"loss": loss, "solver": "sgd", "max_iter": 4, "tol": 0, "learning_rate": 0.05,
+              **kwargs}
+    calls = counting(monkeypatch)
+    lazy = fit(X, y, **kwargs)
+    steps_per_epoch = -(-X.shape[0] // kwargs["batch_size"])
+    assert len(calls) == kwargs["max_iter"] * (steps_per_epoch - 1)  # each epoch's last: dense
+    dense = dense_too(X, y, **kwargs)
+    assert len(calls) == kwargs["max_iter"] * (steps_per_epoch - 1)  # none more
+    scale = np.abs(dense.coef).max()
+    np.testing.assert_allclose(lazy.coef, dense.coef, rtol=1e-11, atol=1e-12 * scale)
+    assert lazy.intercept == pytest.approx(dense.intercept, rel=1e-11, abs=1e-12)
+    np.testing.assert_allclose(lazy.loss_history, dense.loss_history, rtol=1e-11)
+    assert lazy.grad_norm == pytest.approx(dense.grad_norm, rel=1e-9)
+    assert lazy.n_iter == dense.n_iter
+    if not kwargs.get("fit_intercept", True):
+        assert lazy.intercept == 0.0
+
+
+def test_the_same_model_from_run_to_run_and_early_stopping_as_dense():
+    X, y = hashed(seed=4)
+    kwargs = {"loss": "logistic", "solver": "sgd", "batch_size": 50, "max_iter": 50, "tol": 3e-3,
+              "n_iter_no_change": 2, "alpha": 1e-3, "learning_rate": 0.1}
+    first, second, dense = fit(X, y, **kwargs), fit(X, y, **kwargs), dense_too(X, y, **kwargs)
+    assert np.array_equal(first.coef, second.coef) and first.intercept == second.intercept
+    assert first.converged and first.n_iter == dense.n_iter < 50
+    np.testing.assert_allclose(first.coef, dense.coef, rtol=1e-10, atol=1e-13)
+
+
+def test_a_product_too_small_is_folded_into_the_coefficients(monkeypatch):
+    """lr * alpha = 0.9: the product falls by 10x a step, below TINY within 150 steps."""
+    X, y = hashed(rows=400, seed=5, loss="squared")
+    flushes = []
+    real = lazy_steps.LazySteps.flush
+    monkeypatch.setattr(lazy_steps.LazySteps, "flush",
+                        lambda self, theta: flushes.append(self.now) or real(self, theta))
+    kwargs = {"loss": "squared", "solver": "sgd", "batch_size": 1, "max_iter": 1, "tol": 0,
+              "alpha": 9.0, "learning_rate": 0.1}
+    lazy = fit(X, y, **kwargs)
+    assert any(0 < now < lazy_steps.TINY for now in flushes)
+    dense = dense_too(X, y, **kwargs)
+    np.testing.assert_allclose(lazy.coef, dense.coef, rtol=1e-9, atol=1e-300)
+
+
+@pytest.mark.parametrize("change", [
+    {"momentum": 0.9}, {"l1_ratio": 0.5}, {"loss": "softmax", "n_classes": 2},
+    {"backend": "cython"}, {"backend": "numpy"}, {"overlap": True}, {"deterministic": True},
+    {"rebalance": True}, {"learning_rate": 10.0}, {"solver": "adam"}, {"dense": True},
+])
+def test_dense_steps_where_lazy_ones_would_differ(monkeypatch, change):
+    """Momentum and Adam move every parameter every step, L1 thresholds every one, lr * alpha
+    >= 1 would make the product 0; the others name their own kernels or reduction."""
+    X, y = hashed()
+    change = dict(change)
+    if change.pop("dense", False):
+        X = X.toarray()
+    if change.get("loss") == "softmax":
+        y = (y > 0).astype(np.int64)
+    calls = counting(monkeypatch)
+    fit(X, y, **{"loss": "hinge", "solver": "sgd", "batch_size": 64, "max_iter": 1,
+                 "alpha": 0.1, "learning_rate": 0.05, "tol": 0, **change})
+    assert calls == []
+
+
+def test_applies_to_one_rank_csr_plain_sgd_only():
+    X, y = hashed()
+    objective = train.Objective(sp.csr_matrix(X), y, "hinge", 1, optim.Penalty(0.1, 0.0, 2000),
+                                True, "numba", world(), [range(500)])
+    rule = optim.SGD(2001)
+    default = {"callback": None, "checkpointing": False, "overlap": False}
+    assert lazy_steps.applies(objective, rule, 0.5, **default)
+    assert not lazy_steps.applies(objective, rule, 10.0, **default)  # lr * l2 = 1
+    assert not lazy_steps.applies(objective, rule, 0.5, **{**default, "checkpointing": True})
+    assert not lazy_steps.applies(objective, rule, 0.5, **{**default, "callback": print})
+    assert not lazy_steps.applies(objective, optim.SGD(2001, momentum=0.5), 0.5, **default)
+
+
+def test_checkpoints_and_resume_keep_dense_steps(tmp_path, monkeypatch):
+    """A resumed run must be bitwise the uninterrupted one: both take dense steps."""
+    X, y = hashed()
+    calls = counting(monkeypatch)
+    kwargs = {"loss": "hinge", "solver": "sgd", "batch_size": 64, "max_iter": 2, "tol": 0}
+    fit(X, y, checkpoint=tmp_path / "run.ckpt", checkpoint_every=3, **kwargs)
+    fit(X, y, resume=tmp_path / "run.ckpt", **{**kwargs, "max_iter": 3})
+    assert calls == []
+
+
+def test_a_diverging_run_raises_on_the_step_the_dense_one_does():
+    X, y = hashed(loss="squared", seed=6)
+    X = sp.csr_matrix(X * 1e3)
+    kwargs = {"loss": "squared", "solver": "sgd", "batch_size": 16, "max_iter": 3, "tol": 0,
+              "learning_rate": 1.0, "alpha": 1e-4}
+    with pytest.raises(NonFiniteError) as lazy:
+        fit(X, y, **kwargs)
+    with pytest.raises(NonFiniteError) as dense:
+        dense_too(X, y, **kwargs)
+    assert str(lazy.value) == str(dense.value)
+    assert re.match(r"the (loss|gradient) became (inf|nan) at step \d+ \(epoch \d+, batch \d+\)",
+                    str(lazy.value))
