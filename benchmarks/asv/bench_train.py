@@ -67,9 +67,10 @@ class SmallFit:
 
 class WideSgdEpoch:
     """One epoch of hinge-loss mini-batch SGD (batches of 256 rows, alpha 1e-4, the default backend)
-    on hashed text, 50,000 rows x 2**20 features: each of its 196 steps reads 256 rows but passes
-    over the 2**20 parameters several times (the kernel's gradient buffer, the mean gradient, the
-    update), so this tracks a step's per-parameter cost."""
+    on hashed text, 50,000 rows x 2**20 features: one rank, so its 196 steps are lazy
+    (fastdp.lazy_steps: each reads and writes its rows' columns, about 25,600 of the 2**20), but
+    the epoch's last, dense like every step of a reference fit on backend "numpy", which setup
+    checks it against; this tracks a lazy step's per-non-zero cost."""
 
     timeout = 180
 
