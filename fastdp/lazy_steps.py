@@ -42,7 +42,7 @@ class LazySteps:
     of the batch summed last. Between flushes, theta's coefficients are stale and `cols` holds
     them; theta's intercept is always up to date."""
 
-    def __init__(self, objective: Objective) -> None:
+    def __init__(self, objective: Objective, batch_size: int) -> None:
         self.objective = objective
         n = objective.n_features
         self.code = LOSS_CODES[objective.loss]
@@ -50,7 +50,9 @@ class LazySteps:
         self.now = 1.0
         self.loaded = False  # does cols hold theta's coefficients (since the last dense step)?
         # lazy_batch_sums writes entry k (the columns listed so far) at every non-zero
-        self.touched = np.empty(min(n, objective.X.nnz) + 1, dtype=np.int64)
+        indptr = objective.X.indptr
+        longest = int(np.diff(indptr).max()) if indptr.size > 1 else 0
+        self.touched = np.empty(min(n, batch_size * longest) + 1, dtype=np.int64)
         self.k = 0  # the batch summed last: its columns touched[:k], its rows
         self.count = 0
 

@@ -914,7 +914,7 @@ def _run_mini_batch(loop: _Loop, batch_size: int, n_rows: int, max_iter: int, to
     objective, rule, state = loop.objective, loop.rule, loop.state
     theta, history = state.theta, state.history
     batches = Batches(objective, n_rows, batch_size, random_state)
-    lazy = (LazySteps(objective) if lazy_applies(
+    lazy = (LazySteps(objective, batch_size) if lazy_applies(
         objective, rule, loop.lr_of.lr0, callback=loop.callback,
         checkpointing=loop.saver.path is not None or state.step > 0, overlap=overlap) else None)
     best, stale, t = state.best, state.stale, state.step
