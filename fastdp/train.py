@@ -649,6 +649,10 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     first pass, again after rows move) when kernels.tiles_pay_off says so; it costs X's data and
     indices again in memory.
     FASTDP_CSR_TILES=0 in the environment turns it off (the report's csr_tiles says per rank).
+    Mini-batch SGD over CSR rows on one rank takes each step in O(its rows' non-zeros) where
+    nothing needs the dense step (fastdp.lazy_steps.applies: plain SGD, no L1, a scalar loss on
+    backend "numba", no callback, checkpoint or resume, ...); the model equals the dense steps'
+    up to rounding.
     A NaN or inf in a step's reduced loss or gradient sums (or in a state about to be
     checkpointed) raises NonFiniteError on every rank, naming the step (epoch and batch too for
     mini-batch; all from 0), the last good checkpoint and a smaller learning rate to try.

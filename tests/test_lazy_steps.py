@@ -47,6 +47,7 @@ def counting(monkeypatch):
     {"batch_size": 1, "alpha": 0.0, "max_iter": 2},
     {"batch_size": 37, "alpha": 0.01, "schedule": "invscaling", "fit_intercept": False},
     {"batch_size": 64, "alpha": 0.1, "schedule": "cosine", "learning_rate": 0.5},
+    {"batch_size": 1000, "alpha": 1e-3, "max_iter": 3},  # one batch an epoch: every step dense
 ])
 def test_lazy_steps_give_the_dense_steps_model(monkeypatch, loss, kwargs):
     X, y = hashed(loss=loss)
