@@ -11,9 +11,9 @@ fastdp.train's mini-batch loop takes these steps (`applies`) where the model is 
 up to rounding and nothing reads the parameters between steps: one rank (there is no reduction
 to take part in), CSR rows, a scalar-margin loss on backend "numba", plain SGD (no momentum) with
 no L1 part in the penalty and learning_rate * l2 < 1, and no callback, checkpoint, resume,
-balancer, deterministic mode, overlap or FASTDP_SLOWDOWN. The last batch of every epoch takes the
-dense step after a flush, so every epoch ends with all parameters up to date (its objective, the
-convergence test) and fit's gradient norm is, as with dense steps, the last batch's gradient.
+balancer, deterministic mode, overlap or FASTDP_SLOWDOWN. Every epoch ends with a flush (all
+parameters up to date for its objective and the convergence test), and fit's gradient norm is, as
+with dense steps, that of the last batch's mean gradient.
 The model differs from the dense steps' in the last bits (a column's decay over the steps that
 leave its gradient zero is one product instead of one rounding per step); it is the same from
 run to run.
@@ -39,67 +39,68 @@ TINY = 1e-150  # the running product is folded into the parameters before it fal
 class LazySteps:
     """The lazy steps of one fit: the columns' stored values, reciprocal products and sums
     (kernels.numba_lazy's `cols`), the running product of the steps' factors, and the columns
-    of the batch summed last. Between flushes, theta's coefficients are stale and `cols` holds
-    them; theta's intercept is always up to date."""
+    of the batch summed last. `cols` holds the coefficients; theta's are up to date after a
+    `flush` only (its intercept always is)."""
 
-    def __init__(self, objective: Objective, batch_size: int) -> None:
+    def __init__(self, objective: Objective, batch_size: int, theta: np.ndarray) -> None:
         self.objective = objective
         n = objective.n_features
         self.code = LOSS_CODES[objective.loss]
         self.cols = np.empty((n, 3))
+        numba_lazy.lazy_load(theta[:n], self.cols)
         self.now = 1.0
-        self.loaded = False  # does cols hold theta's coefficients (since the last dense step)?
         # lazy_batch_sums writes entry k (the columns listed so far) at every non-zero
         indptr = objective.X.indptr
         longest = int(np.diff(indptr).max()) if indptr.size > 1 else 0
         self.touched = np.empty(min(n, batch_size * longest) + 1, dtype=np.int64)
         self.k = 0  # the batch summed last: its columns touched[:k], its rows
         self.count = 0
+        self.grad_norm = math.nan  # |mean gradient| of the last epoch's last batch
 
     def flush(self, theta: np.ndarray) -> None:
         """Bring theta's coefficients up to date (O(n)); the product starts again from 1."""
-        if self.loaded:
-            numba_lazy.lazy_flush(self.cols, self.now, theta[:self.objective.n_features])
-            self.now = 1.0
+        numba_lazy.lazy_flush(self.cols, self.now, theta[:self.objective.n_features])
+        self.now = 1.0
 
-    def gradient(self, theta: np.ndarray, rows: np.ndarray, last: bool) -> np.ndarray | None:
+    def gradient(self, theta: np.ndarray, rows: np.ndarray, last: bool) -> None:
         """The sums over the shard's rows `rows` (int64, distinct: a batch), as Objective.gradient
         leaves them in objective.buf (batch_loss, sums_total, signals and the counters too),
-        but for the gradient sums of the coefficients, which stay in cols. Returns None: take
-        `step`. For the epoch's last batch (last=True) theta is brought up to date first, and the
-        batch's dense mean gradient is returned: take the dense step (the update rule's)."""
+        but for the gradient sums of the coefficients, which stay in cols. For an epoch's last
+        batch (last=True), also grad_norm: the norm of the mean gradient the dense step would
+        take, penalty included (one more read of all coefficients)."""
         start = time.perf_counter()
         objective = self.objective
         n, size = objective.n_features, objective.size
         buf = objective.buf
-        if last:
-            self.flush(theta)
-        if not self.loaded:  # the fit's start, or a dense step moved theta
-            numba_lazy.lazy_load(theta[:n], self.cols)
-            self.loaded = True
         X = objective.X
         self.k, buf[n], buf[size], objective.sums_total = numba_lazy.lazy_batch_sums(
             self.code, X.data, X.indices, X.indptr, rows, objective.y, self.cols, theta[n],
             self.now, self.touched)
-        self.count = len(rows)
-        buf[size + 1] = self.count
-        buf[size + 2] = objective.signal
-        objective.compute_seconds += time.perf_counter() - start
-        if last or not math.isfinite(objective.sums_total):
-            self._unload(buf[:n])  # the dense sums (objective.nonfinite reads them)
-        if last:
-            self.loaded = False
-            return objective.finish(theta)
-        objective.signals = objective.signal
-        objective.batch_loss = buf[size] / self.count
+        self.count = count = len(rows)
+        buf[size + 1] = count
+        objective.signals = buf[size + 2] = objective.signal
+        objective.batch_loss = buf[size] / count
         objective.evaluations += 1
-        return None
+        if not math.isfinite(objective.sums_total):  # objective.nonfinite reads the dense sums
+            buf[:n] = 0.0
+            buf[self.touched[:self.k]] = self.cols[self.touched[:self.k], 2]
+        elif last:
+            self.grad_norm = self._grad_norm()
+        objective.compute_seconds += time.perf_counter() - start
 
-    def _unload(self, sums: np.ndarray) -> None:
-        """sums (n,) <- the listed columns' gradient sums, zero elsewhere."""
+    def _grad_norm(self) -> float:
+        """|sums / count + l2 * coef| over the coefficients (sums zero but on the listed
+        columns), and the intercept's sum / count if it is fitted: as kernels.mean_gradient."""
+        objective = self.objective
+        l2 = objective.penalty.l2
         listed = self.touched[:self.k]
-        sums[:] = 0.0
-        sums[listed] = self.cols[listed, 2]
+        coef = self.cols[listed, 0] * (self.now * np.abs(self.cols[listed, 1]))
+        grad = self.cols[listed, 2] / self.count + l2 * coef
+        unlisted = numba_lazy.lazy_sum_squares(self.cols, self.now) - float(coef @ coef)
+        total = l2 * l2 * max(unlisted, 0.0) + float(grad @ grad)
+        if objective.fit_intercept:
+            total += (objective.buf[objective.n_features] / self.count) ** 2
+        return math.sqrt(total)
 
     def step(self, theta: np.ndarray, lr: float) -> None:
         """The update of the batch `gradient` summed last: its columns and the intercept; every

@@ -918,7 +918,7 @@ def _run_mini_batch(loop: _Loop, batch_size: int, n_rows: int, max_iter: int, to
     objective, rule, state = loop.objective, loop.rule, loop.state
     theta, history = state.theta, state.history
     batches = Batches(objective, n_rows, batch_size, random_state)
-    lazy = (LazySteps(objective, batch_size) if lazy_applies(
+    lazy = (LazySteps(objective, batch_size, theta) if lazy_applies(
         objective, rule, loop.lr_of.lr0, callback=loop.callback,
         checkpointing=loop.saver.path is not None or state.step > 0, overlap=overlap) else None)
     best, stale, t = state.best, state.stale, state.step
@@ -930,8 +930,8 @@ def _run_mini_batch(loop: _Loop, batch_size: int, n_rows: int, max_iter: int, to
         for start in range(state.batch * batch_size if resumed else 0, n_rows, batch_size):
             objective.signal = loop.saver.signal()
             if lazy is not None:
-                grad = lazy.gradient(theta, batches.rows(epoch, start),
-                                     last=start + batch_size >= n_rows)
+                lazy.gradient(theta, batches.rows(epoch, start), last=start + batch_size >= n_rows)
+                grad = None
             elif overlap:
                 batch = ready if ready is not None else batches.prepare(epoch, start)
                 following = ((epoch, start + batch_size) if start + batch_size < n_rows
@@ -956,6 +956,8 @@ def _run_mini_batch(loop: _Loop, batch_size: int, n_rows: int, max_iter: int, to
                 rule.step(theta, grad, lr)
                 objective.penalty.prox(theta, lr)
             t += 1
+        if lazy is not None:
+            lazy.flush(theta)
         moves = objective.rebalances
         objective.end_epoch()
         if objective.rebalances != moves:
@@ -970,7 +972,8 @@ def _run_mini_batch(loop: _Loop, batch_size: int, n_rows: int, max_iter: int, to
         if stale >= n_iter_no_change:
             converged = True
             break
-    return epoch + 1, converged, history, float(np.linalg.norm(grad))
+    return (epoch + 1, converged, history,
+            lazy.grad_norm if lazy is not None else float(np.linalg.norm(grad)))
 
 
 def _run_lbfgs(objective, theta, max_iter, tol, callback, progress, guard):

@@ -97,6 +97,7 @@ def test_steps_then_a_flush_are_the_dense_steps(loss):
         now = after
         assert np.all(cols[:, 2] == 0.0) and np.all(cols[:, 1] > 0)  # sums cleared, unmarked
         np.testing.assert_allclose(true_coef(cols, now), dense, rtol=1e-12, atol=1e-15)
+    assert numba_lazy.lazy_sum_squares(cols, now) == pytest.approx(dense @ dense, rel=1e-12)
     flushed = np.empty(n)
     numba_lazy.lazy_flush(cols, now, flushed)
     np.testing.assert_allclose(flushed, dense, rtol=1e-12, atol=1e-15)

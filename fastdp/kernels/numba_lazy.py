@@ -125,3 +125,18 @@ def lazy_load(coef, cols):
         cols[j, 0] = coef[j]
         cols[j, 1] = 1.0
         cols[j, 2] = 0.0
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def lazy_sum_squares(cols, now):
+    """The sum of the squared true coefficients, sum over j of (stored * now * |inv|)**2, without
+    moving them (a batch in progress may have marked some).
+
+    cols: (n, 3) float64
+    now:  float > 0
+    """
+    total = 0.0
+    for j in range(cols.shape[0]):
+        c = cols[j, 0] * (now * abs(cols[j, 1]))
+        total += c * c
+    return total
