@@ -11,9 +11,11 @@ fastdp.train's mini-batch loop takes these steps (`applies`) where the model is 
 up to rounding and nothing reads the parameters between steps: one rank (there is no reduction
 to take part in), CSR rows, a scalar-margin loss on backend "numba", plain SGD (no momentum) with
 no L1 part in the penalty and learning_rate * l2 < 1, and no callback, checkpoint, resume,
-balancer, deterministic mode, overlap or FASTDP_SLOWDOWN. Every epoch ends with a flush (all
-parameters up to date for its objective and the convergence test), and fit's gradient norm is, as
-with dense steps, that of the last batch's mean gradient.
+balancer, deterministic mode, overlap or FASTDP_SLOWDOWN. Nothing then happens between two steps
+but the learning rate's change, so an epoch's batches but its last are stepped in one compiled
+loop (`run`: no Python between steps); the last batch (`gradient`, `step`) also gives fit's
+gradient norm, as with dense steps that of the last batch's mean gradient, and every epoch ends
+with a flush (all parameters up to date for its objective and the convergence test).
 The model differs from the dense steps' in the last bits (a column's decay over the steps that
 leave its gradient zero is one product instead of one rounding per step); it is the same from
 run to run.
@@ -61,6 +63,24 @@ class LazySteps:
         """Bring theta's coefficients up to date (O(n)); the product starts again from 1."""
         numba_lazy.lazy_flush(self.cols, self.now, theta[:self.objective.n_features])
         self.now = 1.0
+
+    def run(self, theta: np.ndarray, order: np.ndarray, batch_size: int,
+            rates: np.ndarray) -> tuple[int, float]:
+        """Steps over consecutive batches in one compiled loop (numba_lazy.lazy_batches): the
+        shard's rows order[b * batch_size:(b + 1) * batch_size] at rate rates[b]. Stops before
+        a batch whose sums are not finite (its step, taken by `gradient` and `step`, then raises
+        in the training loop's guard). Returns (batches stepped, the sum of their mean losses
+        times their rows)."""
+        start = time.perf_counter()
+        objective = self.objective
+        X = objective.X
+        done, self.now, weighted = numba_lazy.lazy_batches(
+            self.code, X.data, X.indices, X.indptr, order, batch_size, objective.y, self.cols,
+            theta, objective.fit_intercept, rates, objective.penalty.l2, self.now, TINY,
+            self.touched)
+        objective.evaluations += done
+        objective.compute_seconds += time.perf_counter() - start
+        return done, weighted
 
     def gradient(self, theta: np.ndarray, rows: np.ndarray, last: bool) -> None:
         """The sums over the shard's rows `rows` (int64, distinct: a batch), as Objective.gradient

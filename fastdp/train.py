@@ -420,12 +420,13 @@ class Batches:
         objective.compute_seconds += seconds
         return Batch(self._chunk_X[a:z], self._chunk_y[a:z], seconds, members)
 
-    def rows(self, epoch: int, start: int) -> np.ndarray:
-        """The rows of the batch of `epoch` whose global rows start at `start`, increasing, as
-        indices into this rank's shard: with one rank only (fastdp.lazy_steps reads them in
-        place). A view, valid until the next epoch's first call."""
+    def rows(self, epoch: int, start: int, stop: int | None = None) -> np.ndarray:
+        """The rows of the batch of `epoch` whose global rows start at `start` (or of the batches
+        from there to `stop`, batch after batch), each batch's increasing, as indices into this
+        rank's shard: with one rank only (fastdp.lazy_steps reads them in place). A view, valid
+        until the next epoch's first call."""
         self._permute(epoch)
-        return self._order[start:start + self.batch_size]
+        return self._order[start:start + self.batch_size if stop is None else stop]
 
     def _permute(self, epoch: int) -> None:
         """The epoch's permutation of the global rows, each batch sorted (once per epoch)."""
@@ -927,7 +928,14 @@ def _run_mini_batch(loop: _Loop, batch_size: int, n_rows: int, max_iter: int, to
     for epoch in range(state.epoch, max_iter):
         resumed = epoch == state.epoch  # the first epoch may resume in its middle
         total = state.epoch_loss if resumed else 0.0
-        for start in range(state.batch * batch_size if resumed else 0, n_rows, batch_size):
+        first = state.batch * batch_size if resumed else 0
+        last = (n_rows - 1) // batch_size * batch_size  # where the epoch's last batch starts
+        if lazy is not None and first < last:  # all batches but the last in one compiled loop
+            rates = np.fromiter(map(loop.lr_of, range(t, t + (last - first) // batch_size)),
+                                float)
+            done, weighted = lazy.run(theta, batches.rows(epoch, first, last), batch_size, rates)
+            first, t, total = first + done * batch_size, t + done, total + weighted
+        for start in range(first, n_rows, batch_size):
             objective.signal = loop.saver.signal()
             if lazy is not None:
                 lazy.gradient(theta, batches.rows(epoch, start), last=start + batch_size >= n_rows)

@@ -127,3 +127,22 @@ def test_total_is_non_finite_when_a_sum_is():
         LOSS_CODES["squared"], X.data, X.indices, X.indptr, np.array([0]), np.array([0.0]), cols,
         0.0, 1.0, touched)
     assert not np.isfinite(loss_sum) and not np.isfinite(total)
+
+
+def test_batches_stop_before_a_batch_whose_sums_are_not_finite():
+    X = sp.csr_matrix(np.array([[1.0, 2.0, 0.0], [0.0, 1e308, 1e308]]))
+    y, order = np.array([1.0, 0.0]), np.array([0, 1], dtype=np.int64)
+    args = (LOSS_CODES["squared"], X.data, X.indices, X.indptr, order, 1, y)
+
+    def run(rates):
+        cols, theta = cols_of(np.array([0.5, -0.5, 0.25])), np.array([0.5, -0.5, 0.25, 0.1])
+        done, now, weighted = numba_lazy.lazy_batches(*args, cols, theta, True, rates, 0.1, 1.0,
+                                                       1e-150, np.empty(4, np.int64))
+        return done, now, weighted, cols, theta
+
+    done, now, weighted, cols, theta = run(np.array([0.2, 0.2]))
+    one = run(np.array([0.2]))
+    assert (done, one[0]) == (1, 1) and now == one[1] == 1.0 - 0.2 * 0.1
+    assert weighted == one[2] == 0.5 * (0.5 - 1.0 + 0.1 - 1.0) ** 2
+    assert np.array_equal(cols, one[3]) and np.array_equal(theta, one[4])
+    assert np.all(cols[:, 1] > 0) and np.all(cols[:, 2] == 0.0)  # the bad batch left no trace

@@ -14,7 +14,8 @@ the column was last updated (its sign marks the columns of the batch in progress
 batch's gradient sum (zero between batches). lazy_batch_sums computes the margins from the true
 coefficients and adds the gradient to the sums, listing the columns it adds to;
 lazy_batch_step updates those columns with the dense step's formula and clears their sums;
-lazy_flush makes every stored value true again, lazy_load starts from given coefficients. One
+lazy_flush makes every stored value true again, lazy_load starts from given coefficients, and
+lazy_batches takes the steps of consecutive batches in one call (no Python between them). One
 array instead of three made a batch of 256 rows 1.3x faster on 2**20 hashed columns (a column's
 three values cost one cache miss, not three).
 
@@ -140,3 +141,50 @@ def lazy_sum_squares(cols, now):
         c = cols[j, 0] * (now * abs(cols[j, 1]))
         total += c * c
     return total
+
+
+@njit(cache=True)
+def lazy_batches(loss, data, indices, indptr, order, batch_size, y, cols, theta, fit_intercept,
+                 rates, l2, now, tiny, touched):
+    """Lazy steps over consecutive batches in one call: batch b (0 <= b < len(rates)) is the rows
+    order[b * batch_size:(b + 1) * batch_size], stepped at rate rates[b]; each as
+    lazy_batch_sums then lazy_batch_step, the intercept as the dense step moves it, and
+    lazy_flush whenever the product falls below `tiny`. Stops before a batch whose sums are not
+    all finite, leaving its columns as they were.
+
+    loss, data, indices, indptr, y, touched: as lazy_batch_sums
+    order:         (>= len(rates) * batch_size,) int64, the rows, batch after batch
+    batch_size:    int >= 1
+    cols:          (n, 3) float64, IN/OUT (module docstring)
+    theta:         (n + 1,) float64, IN/OUT: its intercept theta[n] (read by the margins, moved
+                   if fit_intercept); its coefficients written by a flush only
+    rates:         (steps,) float64, the learning rates
+    l2:            float, the L2 penalty's weight, with rates[b] * l2 < 1
+    now, tiny:     float > 0, the product before the first batch, and its floor
+    Returns (batches stepped, the product after them, the sum over them of loss sum / rows *
+    rows: each batch's mean loss times its rows, as the training loop adds them).
+    """
+    n = cols.shape[0]
+    weighted = 0.0
+    for b in range(rates.shape[0]):
+        rows = order[b * batch_size:(b + 1) * batch_size]
+        k, d_sum, loss_sum, total = lazy_batch_sums(loss, data, indices, indptr, rows, y, cols,
+                                                    theta[n], now, touched)
+        if not np.isfinite(total):
+            for q in range(k):
+                j = touched[q]
+                cols[j, 1] = abs(cols[j, 1])
+                cols[j, 2] = 0.0
+            return b, now, weighted
+        count = float(rows.shape[0])
+        lr = rates[b]
+        after = now * (1.0 - lr * l2)
+        lazy_batch_step(touched, k, cols, now, 1.0 / after, lr, l2, count)
+        if fit_intercept:
+            theta[n] -= lr * (d_sum / count)
+        now = after
+        if now < tiny:
+            lazy_flush(cols, now, theta[:n])
+            now = 1.0
+        weighted += loss_sum / count * count
+    return rates.shape[0], now, weighted
