@@ -126,17 +126,10 @@ class LazySteps:
         """The update of the batch `gradient` summed last: its columns and the intercept; every
         other coefficient decays by the product's change."""
         objective = self.objective
-        n = objective.n_features
-        l2 = objective.penalty.l2
-        after = self.now * (1.0 - lr * l2)
-        count = float(self.count)
-        numba_lazy.lazy_batch_step(self.touched, self.k, self.cols, self.now, 1.0 / after, lr,
-                                   l2, count)
-        if objective.fit_intercept:
-            theta[n] -= lr * (objective.buf[n] / count)
-        self.now = after
-        if after < TINY:
-            self.flush(theta)
+        self.now = numba_lazy.lazy_step(self.touched, self.k, self.cols, theta,
+                                        objective.fit_intercept,
+                                        objective.buf[objective.n_features], float(self.count),
+                                        self.now, lr, objective.penalty.l2, TINY)
 
 
 def applies(objective: Objective, rule: Any, learning_rate: float, *, callback: Any,
