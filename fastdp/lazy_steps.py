@@ -11,7 +11,7 @@ fastdp.train's mini-batch loop takes these steps (`applies`) where the model is 
 up to rounding and nothing reads the parameters between steps: one rank (there is no reduction
 to take part in), CSR rows, a scalar-margin loss on backend "numba", plain SGD (no momentum) with
 no L1 part in the penalty and learning_rate * l2 < 1, and no callback, checkpoint, resume,
-balancer, deterministic mode, overlap or FASTDP_SLOWDOWN. Nothing then happens between two steps
+balancer, deterministic mode or FASTDP_SLOWDOWN (`alone`). Nothing then happens between two steps
 but the learning rate's change, so an epoch's batches but its last are stepped in one compiled
 loop (`run`: no Python between steps); the last batch (`gradient`, `step`) also gives fit's
 gradient norm, as with dense steps that of the last batch's mean gradient, and every epoch ends
@@ -132,15 +132,25 @@ class LazySteps:
                                         self.now, lr, objective.penalty.l2, TINY)
 
 
-def applies(objective: Objective, rule: Any, learning_rate: float, *, callback: Any,
-            checkpointing: bool, overlap: bool) -> bool:
-    """Does fastdp.train's mini-batch loop take lazy steps (module docstring)? rule: the fit's
-    update rule; learning_rate: the schedule's largest (first) rate; checkpointing: a checkpoint
-    is written or resumed from."""
-    X = objective.X
-    return (objective.comm.size == 1 and not isinstance(X, np.ndarray) and X.format == "csr"
-            and objective.K == 1 and objective.backend == "numba"
-            and isinstance(rule, SGD) and rule.momentum == 0 and objective.penalty.l1 == 0
-            and learning_rate * objective.penalty.l2 < 1 and callback is None
+def alone(objective: Objective, rule: Any, *, callback: Any, checkpointing: bool) -> bool:
+    """Nothing but the steps' arithmetic between two steps of plain SGD: one rank (no reduction,
+    so overlap=True has nothing to overlap either), a scalar-margin loss, no momentum (the rule's
+    state moves every parameter), no L1 part (its threshold too), and no callback, checkpoint or
+    resume (checkpointing), balancer, deterministic mode or FASTDP_SLOWDOWN. Lazy steps
+    (`applies`) and fastdp.dense_steps's compiled loop take over the training loop's steps only
+    then."""
+    return (objective.comm.size == 1 and objective.K == 1 and isinstance(rule, SGD)
+            and rule.momentum == 0 and objective.penalty.l1 == 0 and callback is None
             and not checkpointing and objective.balancer is None and objective.tree is None
-            and not overlap and objective.slowdown == 1.0)
+            and objective.slowdown == 1.0)
+
+
+def applies(objective: Objective, rule: Any, learning_rate: float, *, callback: Any,
+            checkpointing: bool) -> bool:
+    """Does fastdp.train's mini-batch loop take lazy steps (module docstring)? `alone`, CSR rows,
+    backend "numba" and learning_rate * l2 < 1. rule: the fit's update rule; learning_rate: the
+    schedule's largest (first) rate; checkpointing: a checkpoint is written or resumed from."""
+    X = objective.X
+    return (alone(objective, rule, callback=callback, checkpointing=checkpointing)
+            and not isinstance(X, np.ndarray) and X.format == "csr"
+            and objective.backend == "numba" and learning_rate * objective.penalty.l2 < 1)

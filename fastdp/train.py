@@ -57,6 +57,7 @@ import scipy.sparse as sp
 from . import balance, checkpoint, kernels, optim, threads
 from . import deterministic as deterministic_mode
 from .checkpoint import Checkpointer, State
+from .dense_steps import DenseSteps, applies as dense_applies
 from .lazy_steps import LazySteps, applies as lazy_applies
 from .comm import Comm, Request, raise_if_any, world
 from .progress import Progress
@@ -628,8 +629,9 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     resume: a checkpoint to continue from: rank 0 reads it and broadcasts it. The run must have
        the same config (fastdp.checkpoint.MATCHED, and max_iter under the cosine schedule; else
        ValueError naming each field); max_iter may otherwise grow. It ends with the parameters,
-       loss history, n_iter and convergence of the run that was not interrupted: bitwise on the
-       same number of ranks, up to rounding on another.
+       loss history, n_iter and convergence of the run that was not interrupted (with the same
+       checkpoint options: see the compiled steps below): bitwise on the same number of ranks,
+       up to rounding on another.
     deterministic: True makes the model bitwise the same for any number of ranks and of threads
        per rank (and run after run), every solver, dense or CSR, backends numba and cython
        (numpy: as far as its BLAS, run on one thread, is) (fastdp.deterministic). Each step's
@@ -650,10 +652,12 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     first pass, again after rows move) when kernels.tiles_pay_off says so; it costs X's data and
     indices again in memory.
     FASTDP_CSR_TILES=0 in the environment turns it off (the report's csr_tiles says per rank).
-    Mini-batch SGD over CSR rows on one rank takes each step in O(its rows' non-zeros) where
-    nothing needs the dense step (fastdp.lazy_steps.applies: plain SGD, no L1, a scalar loss on
-    backend "numba", no callback, checkpoint or resume, ...); the model equals the dense steps'
-    up to rounding.
+    Compiled steps: on one rank, plain mini-batch SGD (no momentum, no L1, a scalar loss) with no
+    callback, checkpoint or resume (fastdp.lazy_steps.alone) takes an epoch's steps but its last
+    in one compiled loop: over CSR rows lazily, each in O(its rows' non-zeros)
+    (fastdp.lazy_steps, backend "numba"), over dense rows with a batch of at most
+    dense_steps.SERIAL_VALUES values (fastdp.dense_steps, either compiled backend). The model
+    equals the loop's steps' up to rounding; a callback or checkpoint makes the loop take them.
     A NaN or inf in a step's reduced loss or gradient sums (or in a state about to be
     checkpointed) raises NonFiniteError on every rank, naming the step (epoch and batch too for
     mini-batch; all from 0), the last good checkpoint and a smaller learning rate to try.
@@ -919,9 +923,14 @@ def _run_mini_batch(loop: _Loop, batch_size: int, n_rows: int, max_iter: int, to
     objective, rule, state = loop.objective, loop.rule, loop.state
     theta, history = state.theta, state.history
     batches = Batches(objective, n_rows, batch_size, random_state)
-    lazy = (LazySteps(objective, batch_size, theta) if lazy_applies(
-        objective, rule, loop.lr_of.lr0, callback=loop.callback,
-        checkpointing=loop.saver.path is not None or state.step > 0, overlap=overlap) else None)
+    # one rank, nothing between two steps but their arithmetic: steps without Python between
+    # them (fastdp.lazy_steps for CSR rows, fastdp.dense_steps for dense ones), else None
+    context = {"callback": loop.callback,
+               "checkpointing": loop.saver.path is not None or state.step > 0}
+    lazy = (LazySteps(objective, batch_size, theta)
+            if lazy_applies(objective, rule, loop.lr_of.lr0, **context) else None)
+    compiled = (lazy if lazy is not None else DenseSteps(objective)
+                if dense_applies(objective, rule, batch_size, **context) else None)
     best, stale, t = state.best, state.stale, state.step
     converged = False
     ready = None  # overlap: this step's batch, prepared during the previous step's reduction
@@ -930,17 +939,19 @@ def _run_mini_batch(loop: _Loop, batch_size: int, n_rows: int, max_iter: int, to
         total = state.epoch_loss if resumed else 0.0
         first = state.batch * batch_size if resumed else 0
         last = (n_rows - 1) // batch_size * batch_size  # where the epoch's last batch starts
-        if lazy is not None and first < last:  # all batches but the last in one compiled loop
+        if compiled is not None and first < last:  # all batches but the last in one call
             rates = np.fromiter(map(loop.lr_of, range(t, t + (last - first) // batch_size)),
                                 float)
-            done, weighted = lazy.run(theta, batches.rows(epoch, first, last), batch_size, rates)
+            done, weighted = compiled.run(theta, batches.rows(epoch, first, last), batch_size,
+                                          rates)
             first, t, total = first + done * batch_size, t + done, total + weighted
+            ready = None  # overlap: what it prepared was this epoch's first batch
         for start in range(first, n_rows, batch_size):
             objective.signal = loop.saver.signal()
             if lazy is not None:
                 lazy.gradient(theta, batches.rows(epoch, start), last=start + batch_size >= n_rows)
                 grad = None
-            elif overlap:
+            elif overlap:  # (on one rank, compiled steps may have taken all but the last)
                 batch = ready if ready is not None else batches.prepare(epoch, start)
                 following = ((epoch, start + batch_size) if start + batch_size < n_rows
                              else (epoch + 1, 0))

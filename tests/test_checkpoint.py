@@ -269,7 +269,9 @@ def test_estimators_take_checkpoint_options(tmp_path):
     X, y = data(False)
     labels = (y > np.median(y)).astype(int)
     kwargs = dict(solver="sgd", batch_size=64, max_iter=4, tol=0)
-    uninterrupted = LogisticRegression(**kwargs).fit(X, labels)
+    # with the same checkpoint options (without, one rank's plain SGD takes compiled steps)
+    uninterrupted = LogisticRegression(**kwargs).fit(X, labels, checkpoint=tmp_path / "u.ckpt",
+                                                     checkpoint_every=16)
     path = tmp_path / "run.ckpt"
     LogisticRegression(**{**kwargs, "max_iter": 2}).fit(X, labels, checkpoint=path,
                                                         checkpoint_every=16)
@@ -286,7 +288,8 @@ def test_cli_train_checkpoints_and_resumes(tmp_path, capsys):
     argv = ["train", "--data", str(tmp_path / "d.npy"), "--model", "linear", "--solver", "sgd",
             "--batch-size", "100", "--tol", "0"]
     path = str(tmp_path / "run.ckpt")
-    assert main(argv + ["--max-iter", "4", "--output", str(tmp_path / "full.fdp")]) == 0
+    assert main(argv + ["--max-iter", "4", "--output", str(tmp_path / "full.fdp"),  # (as above)
+                        "--checkpoint", str(tmp_path / "full.ckpt"), "--checkpoint-every", "10"]) == 0
     assert main(argv + ["--max-iter", "2", "--output", str(tmp_path / "half.fdp"),
                         "--checkpoint", path, "--checkpoint-every", "10",
                         "--checkpoint-keep", "1"]) == 0

@@ -116,7 +116,7 @@ def test_the_compiled_loop_takes_bitwise_the_steps_one_at_a_time(monkeypatch, al
 
 @pytest.mark.parametrize("change", [
     {"momentum": 0.9}, {"l1_ratio": 0.5}, {"loss": "softmax", "n_classes": 2},
-    {"backend": "cython"}, {"backend": "numpy"}, {"overlap": True}, {"deterministic": True},
+    {"backend": "cython"}, {"backend": "numpy"}, {"deterministic": True},
     {"rebalance": True}, {"learning_rate": 10.0}, {"solver": "adam"}, {"dense": True},
 ])
 def test_dense_steps_where_lazy_ones_would_differ(monkeypatch, change):
@@ -139,7 +139,7 @@ def test_applies_to_one_rank_csr_plain_sgd_only():
     objective = train.Objective(sp.csr_matrix(X), y, "hinge", 1, optim.Penalty(0.1, 0.0, 2000),
                                 True, "numba", world(), [range(500)])
     rule = optim.SGD(2001)
-    default = {"callback": None, "checkpointing": False, "overlap": False}
+    default = {"callback": None, "checkpointing": False}
     assert lazy_steps.applies(objective, rule, 0.5, **default)
     assert not lazy_steps.applies(objective, rule, 10.0, **default)  # lr * l2 = 1
     assert not lazy_steps.applies(objective, rule, 0.5, **{**default, "checkpointing": True})
