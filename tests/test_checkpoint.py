@@ -289,7 +289,8 @@ def test_cli_train_checkpoints_and_resumes(tmp_path, capsys):
             "--batch-size", "100", "--tol", "0"]
     path = str(tmp_path / "run.ckpt")
     assert main(argv + ["--max-iter", "4", "--output", str(tmp_path / "full.fdp"),  # (as above)
-                        "--checkpoint", str(tmp_path / "full.ckpt"), "--checkpoint-every", "10"]) == 0
+                        "--checkpoint", str(tmp_path / "full.ckpt"),
+                        "--checkpoint-every", "10"]) == 0
     assert main(argv + ["--max-iter", "2", "--output", str(tmp_path / "half.fdp"),
                         "--checkpoint", path, "--checkpoint-every", "10",
                         "--checkpoint-keep", "1"]) == 0

@@ -24,8 +24,9 @@ def hashed(rows=500, n=2000, nnz=12, seed=0, loss="hinge"):
     X = sp.csr_matrix((rng.standard_normal(indptr[-1]), indices, indptr), shape=(rows, n))
     w = rng.standard_normal(n)
     margin = X @ w
-    y = margin + 0.1 * rng.standard_normal(rows) if loss == "squared" else np.where(margin > 0, 1.0, -1.0)
-    return X, y
+    if loss == "squared":
+        return X, margin + 0.1 * rng.standard_normal(rows)
+    return X, np.where(margin > 0, 1.0, -1.0)
 
 
 def dense_too(*args, **kwargs):

@@ -2,8 +2,8 @@
 
 Fit: squared loss on fastdp.synthetic.linear_regression(200,000 x 32), full-batch gradient descent
 for 10 steps ("gd") or one epoch of mini-batch SGD with batches of 256 rows ("sgd", 782 steps) or
-of 32 rows ("sgd-32", 6,250 steps, where a step's cost outside its kernel shows), Numba and Cython
-backends. Setup checks the model against the same fit with the NumPy backend.
+of 32 rows ("sgd-32", 6,250 steps; both one rank's compiled steps, fastdp.dense_steps), Numba and
+Cython backends. Setup checks the model against the same fit with the NumPy backend.
 
 SmallFit: 10 gradient-descent steps on 1,000 x 10 rows: fit's fixed cost.
 
