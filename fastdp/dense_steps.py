@@ -7,7 +7,8 @@ scikit-learn's SGDRegressor updating after every row. When nothing happens betwe
 the learning rate's change (fastdp.lazy_steps.alone: one rank, plain SGD, no L1, no callback,
 checkpoint, ...) and a batch's work is small enough for one thread (batch_size * n_features <=
 SERIAL_VALUES, else the threaded kernels win), fastdp.train's mini-batch loop hands an epoch's
-batches but its last to kernels.numba_steps.dense_batches in one call. The last batch takes the
+batches but its last to DenseSteps.run: kernels.numba_steps.dense_batches, one call per chunk of
+about 512 KiB of rows gathered by threads (kernels.take_rows). The last batch takes the
 loop's own step (its gradient is fit's grad_norm), and so does a batch whose sums are not finite
 (the loop's guard then raises). The compiled loop is Numba's for either compiled backend
 (backend "numpy" keeps the loop's steps). Its sums are added row by row, not in the compiled
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .kernels import LOSS_CODES, numba_steps
+from .kernels import LOSS_CODES, numba_steps, take_rows
 from .lazy_steps import alone
 
 if TYPE_CHECKING:  # only for the annotations: train imports this module
@@ -31,25 +32,43 @@ SERIAL_VALUES = 1 << 15  # batch_size * n_features up to which one thread steps 
 
 
 class DenseSteps:
-    """The compiled loop's scratch for one fit: a batch's sums and its mean gradient."""
+    """The compiled loop's buffers for one fit: a chunk of gathered rows and their targets (rows
+    read in place, one at a time, wait on memory: gathered by threads first, a 32-row step took
+    half as long), a batch's sums and its mean gradient."""
 
-    def __init__(self, objective: Objective) -> None:
+    CHUNK_BYTES = 1 << 19  # rows gathered at once, as fastdp.train.Batches gathers them
+
+    def __init__(self, objective: Objective, batch_size: int) -> None:
         self.objective = objective
         self.code = LOSS_CODES[objective.loss]
+        X, y = objective.X, objective.y
+        self.per_chunk = max(1, self.CHUNK_BYTES // (batch_size * X.shape[1] * X.itemsize))
+        rows = min(self.per_chunk * batch_size, X.shape[0])
+        self.X, self.y = np.empty((rows, X.shape[1]), X.dtype), np.empty(rows, y.dtype)
+        self.where = np.arange(rows)  # the gathered rows, in order
         self.sums = np.empty(objective.size + 1)
         self.grad = np.empty(objective.size)
 
     def run(self, theta: np.ndarray, order: np.ndarray, batch_size: int,
             rates: np.ndarray) -> tuple[int, float]:
         """Steps over consecutive batches (numba_steps.dense_batches): the shard's rows
-        order[b * batch_size:(b + 1) * batch_size] at rate rates[b]. Stops before a batch whose
-        sums are not finite. Returns (batches stepped, the sum of their mean losses times their
-        rows)."""
+        order[b * batch_size:(b + 1) * batch_size] at rate rates[b], gathered a chunk of batches
+        at a time (kernels.take_rows). Stops before a batch whose sums are not finite. Returns
+        (batches stepped, the sum of their mean losses times their rows)."""
         start = time.perf_counter()
         objective = self.objective
-        done, weighted = numba_steps.dense_batches(
-            self.code, objective.X, objective.y, order, batch_size, theta, self.sums, self.grad,
-            objective.fit_intercept, rates, objective.penalty.l2)
+        done, weighted = 0, 0.0
+        for first in range(0, len(rates), self.per_chunk):
+            chunk = rates[first:first + self.per_chunk]
+            rows = order[first * batch_size:(first + len(chunk)) * batch_size]
+            X, y = self.X[:len(rows)], self.y[:len(rows)]
+            take_rows(objective.X, rows, X, y=objective.y, y_out=y, validate=False)
+            stepped, weighted = numba_steps.dense_batches(
+                self.code, X, y, self.where[:len(rows)], batch_size, theta, self.sums,
+                self.grad, objective.fit_intercept, chunk, objective.penalty.l2, weighted)
+            done += stepped
+            if stepped < len(chunk):
+                break
         objective.evaluations += done
         objective.compute_seconds += time.perf_counter() - start
         return done, weighted

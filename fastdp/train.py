@@ -929,7 +929,7 @@ def _run_mini_batch(loop: _Loop, batch_size: int, n_rows: int, max_iter: int, to
                "checkpointing": loop.saver.path is not None or state.step > 0}
     lazy = (LazySteps(objective, batch_size, theta)
             if lazy_applies(objective, rule, loop.lr_of.lr0, **context) else None)
-    compiled = (lazy if lazy is not None else DenseSteps(objective)
+    compiled = (lazy if lazy is not None else DenseSteps(objective, batch_size)
                 if dense_applies(objective, rule, batch_size, **context) else None)
     best, stale, t = state.best, state.stale, state.step
     converged = False

@@ -122,3 +122,18 @@ def test_a_diverging_run_raises_on_the_step_the_loop_does():
     assert str(compiled.value) == str(reference.value)
     assert re.match(r"the (loss|gradient) became (inf|nan) at step \d+ \(epoch 0, batch \d+\)",
                     str(compiled.value))
+
+
+def test_chunks_of_gathered_rows_give_bitwise_the_same_steps(monkeypatch):
+    """Rows are gathered a chunk of batches at a time; a chunk of one batch and a chunk of all
+    take the same arithmetic in the same order."""
+    X, y = data("squared", seed=8)
+    kwargs = {"loss": "squared", "solver": "sgd", "batch_size": 10, "max_iter": 2, "tol": 0,
+              "alpha": 1e-3, "schedule": "invscaling"}
+    calls = counting(monkeypatch)
+    whole = fit(X, y, **kwargs)
+    monkeypatch.setattr(dense_steps.DenseSteps, "CHUNK_BYTES", 1)  # one batch a chunk
+    pieces = fit(X, y, **kwargs)
+    assert calls == [199] * 4  # 200 batches an epoch, the last the loop's
+    assert np.array_equal(whole.coef, pieces.coef) and whole.intercept == pieces.intercept
+    assert np.array_equal(whole.loss_history, pieces.loss_history)

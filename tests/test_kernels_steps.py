@@ -46,8 +46,8 @@ def test_batches_are_the_mean_gradient_steps_one_after_another(fit_intercept):
     got = theta.copy()
     done, total = numba_steps.dense_batches(LOSS_CODES["logistic"], X, y, order, batch, got,
                                             np.empty(n + 2), np.empty(n + 1), fit_intercept,
-                                            rates, l2)
-    assert done == len(rates) and total == pytest.approx(weighted, rel=1e-14)
+                                            rates, l2, 1.5)
+    assert done == len(rates) and total == pytest.approx(1.5 + weighted, rel=1e-14)
     np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-15)
     assert fit_intercept or got[n] == theta[n]
 
@@ -61,7 +61,7 @@ def test_batches_stop_before_a_batch_whose_sums_are_not_finite():
     def run(steps):
         got = theta.copy()
         done, _ = numba_steps.dense_batches(LOSS_CODES["squared"], X, y, order, 2, got, *scratch,
-                                            True, np.full(steps, 0.01), 0.0)
+                                            True, np.full(steps, 0.01), 0.0, 0.0)
         return done, got
 
     done, got = run(5)  # rows 4 and 5 are batch 2

@@ -3,8 +3,8 @@
 A step of mini-batch SGD on a few dense rows is a few microseconds of arithmetic (32 rows of 32
 features: 2,048 multiply-adds and 33 updates), while the training loop's Python around it (the
 kernel call, the mean gradient, the update, the guard) took about 9 us. dense_batches takes the
-steps of consecutive batches in one call: each batch's sums (dense_batch_sums, its rows read in
-place, one row at a time), then the mean gradient with the L2 penalty's part and its finiteness
+steps of consecutive batches in one call: each batch's sums (dense_batch_sums, its rows read
+where they are, one row at a time: the caller gathers them first), then the mean gradient with the L2 penalty's part and its finiteness
 total (numba_mean.mean_gradient, the training loop's own), then the update theta -= lr * grad.
 
 Serial: the batches this is for are too small for threads to pay (numba_finite.py).
@@ -46,7 +46,8 @@ def dense_batch_sums(loss, X, y, rows, coef, intercept, sums):
 
 
 @njit(cache=True)
-def dense_batches(loss, X, y, order, batch_size, theta, sums, grad, fit_intercept, rates, l2):
+def dense_batches(loss, X, y, order, batch_size, theta, sums, grad, fit_intercept, rates, l2,
+                  weighted):
     """SGD steps over consecutive batches in one call: batch b (0 <= b < len(rates)) is the rows
     order[b * batch_size:(b + 1) * batch_size] of X, stepped at rate rates[b]:
 
@@ -63,11 +64,11 @@ def dense_batches(loss, X, y, order, batch_size, theta, sums, grad, fit_intercep
     fit_intercept: bool
     rates:         (steps,) float64, the learning rates
     l2:            float, the L2 penalty's weight
-    Returns (batches stepped, the sum over them of loss sum / rows * rows: each batch's mean
-    loss times its rows, as the training loop adds them).
+    weighted:      float, what the batches' losses are added to (a previous call's result)
+    Returns (batches stepped, weighted + the sum over them of loss sum / rows * rows: each
+    batch's mean loss times its rows, added one after another as the training loop adds them).
     """
     n = X.shape[1]
-    weighted = 0.0
     for b in range(rates.shape[0]):
         rows = order[b * batch_size:(b + 1) * batch_size]
         dense_batch_sums(loss, X, y, rows, theta[:n], theta[n], sums)
