@@ -4,8 +4,8 @@ A step of SGD on a small dense batch is microseconds of arithmetic, and the trai
 around each step (the kernel call, the mean gradient, the update rule, the guard) cost about 9 us
 of it: an epoch of 32-row batches over 1,000,000 x 32 rows took 275-332 ms, as long as
 scikit-learn's SGDRegressor updating after every row. When nothing happens between two steps but
-the learning rate's change (fastdp.lazy_steps.alone: one rank, plain SGD, no L1, no callback,
-checkpoint, ...) and a batch's work is small enough for one thread (batch_size * n_features <=
+the learning rate's change (fastdp.lazy_steps.alone: one rank, SGD, with or without momentum
+and an L1 part, no callback, checkpoint, ...) and a batch's work is small enough for one thread (batch_size * n_features <=
 SERIAL_VALUES, else the threaded kernels win), fastdp.train's mini-batch loop hands an epoch's
 batches but its last to DenseSteps.run: kernels.numba_steps.dense_batches, one call per chunk of
 about 512 KiB of rows gathered by threads (kernels.take_rows). The last batch takes the
@@ -24,6 +24,7 @@ import numpy as np
 
 from .kernels import LOSS_CODES, numba_steps, take_rows
 from .lazy_steps import alone
+from .optim import SGD
 
 if TYPE_CHECKING:  # only for the annotations: train imports this module
     from .train import Objective
@@ -32,14 +33,15 @@ SERIAL_VALUES = 1 << 15  # batch_size * n_features up to which one thread steps 
 
 
 class DenseSteps:
-    """The compiled loop's buffers for one fit: a chunk of gathered rows and their targets (rows
+    """The compiled loop's buffers for one fit (its update rule's velocity is the rule's own): a
+    chunk of gathered rows and their targets (rows
     read in place, one at a time, wait on memory: gathered by threads first, a 32-row step took
     half as long), a batch's sums and its mean gradient."""
 
     CHUNK_BYTES = 1 << 19  # rows gathered at once, as fastdp.train.Batches gathers them
 
-    def __init__(self, objective: Objective, batch_size: int) -> None:
-        self.objective = objective
+    def __init__(self, objective: Objective, rule: SGD, batch_size: int) -> None:
+        self.objective, self.rule = objective, rule
         self.code = LOSS_CODES[objective.loss]
         X, y = objective.X, objective.y
         self.per_chunk = max(1, self.CHUNK_BYTES // (batch_size * X.shape[1] * X.itemsize))
@@ -56,7 +58,8 @@ class DenseSteps:
         at a time (kernels.take_rows). Stops before a batch whose sums are not finite. Returns
         (batches stepped, the sum of their mean losses times their rows)."""
         start = time.perf_counter()
-        objective = self.objective
+        objective, rule = self.objective, self.rule
+        penalty = objective.penalty
         done, weighted = 0, 0.0
         for first in range(0, len(rates), self.per_chunk):
             chunk = rates[first:first + self.per_chunk]
@@ -65,7 +68,8 @@ class DenseSteps:
             take_rows(objective.X, rows, X, y=objective.y, y_out=y, validate=False)
             stepped, weighted = numba_steps.dense_batches(
                 self.code, X, y, self.where[:len(rows)], batch_size, theta, self.sums,
-                self.grad, objective.fit_intercept, chunk, objective.penalty.l2, weighted)
+                self.grad, objective.fit_intercept, chunk, penalty.l2, penalty.l1,
+                rule.momentum, rule.nesterov, rule.velocity, weighted)
             done += stepped
             if stepped < len(chunk):
                 break

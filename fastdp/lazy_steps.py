@@ -133,24 +133,24 @@ class LazySteps:
 
 
 def alone(objective: Objective, rule: Any, *, callback: Any, checkpointing: bool) -> bool:
-    """Nothing but the steps' arithmetic between two steps of plain SGD: one rank (no reduction,
-    so overlap=True has nothing to overlap either), a scalar-margin loss, no momentum (the rule's
-    state moves every parameter), no L1 part (its threshold too), and no callback, checkpoint or
-    resume (checkpointing), balancer, deterministic mode or FASTDP_SLOWDOWN. Lazy steps
-    (`applies`) and fastdp.dense_steps's compiled loop take over the training loop's steps only
-    then."""
+    """Nothing but the steps' arithmetic between two steps of SGD: one rank (no reduction, so
+    overlap=True has nothing to overlap either), a scalar-margin loss, the SGD rule, and no
+    callback, checkpoint or resume (checkpointing), balancer, deterministic mode or
+    FASTDP_SLOWDOWN. Lazy steps (`applies`) and fastdp.dense_steps's compiled loop take over the
+    training loop's steps only then."""
     return (objective.comm.size == 1 and objective.K == 1 and isinstance(rule, SGD)
-            and rule.momentum == 0 and objective.penalty.l1 == 0 and callback is None
-            and not checkpointing and objective.balancer is None and objective.tree is None
-            and objective.slowdown == 1.0)
+            and callback is None and not checkpointing and objective.balancer is None
+            and objective.tree is None and objective.slowdown == 1.0)
 
 
 def applies(objective: Objective, rule: Any, learning_rate: float, *, callback: Any,
             checkpointing: bool) -> bool:
-    """Does fastdp.train's mini-batch loop take lazy steps (module docstring)? `alone`, CSR rows,
+    """Does fastdp.train's mini-batch loop take lazy steps (module docstring)? `alone`, no
+    momentum (its velocity moves every parameter) and no L1 part (its threshold too), CSR rows,
     backend "numba" and learning_rate * l2 < 1. rule: the fit's update rule; learning_rate: the
     schedule's largest (first) rate; checkpointing: a checkpoint is written or resumed from."""
     X = objective.X
     return (alone(objective, rule, callback=callback, checkpointing=checkpointing)
+            and rule.momentum == 0 and objective.penalty.l1 == 0
             and not isinstance(X, np.ndarray) and X.format == "csr"
             and objective.backend == "numba" and learning_rate * objective.penalty.l2 < 1)

@@ -652,12 +652,12 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     first pass, again after rows move) when kernels.tiles_pay_off says so; it costs X's data and
     indices again in memory.
     FASTDP_CSR_TILES=0 in the environment turns it off (the report's csr_tiles says per rank).
-    Compiled steps: on one rank, plain mini-batch SGD (no momentum, no L1, a scalar loss) with no
-    callback, checkpoint or resume (fastdp.lazy_steps.alone) takes an epoch's steps but its last
-    in one compiled loop: over CSR rows lazily, each in O(its rows' non-zeros)
-    (fastdp.lazy_steps, backend "numba"), over dense rows with a batch of at most
-    dense_steps.SERIAL_VALUES values (fastdp.dense_steps, either compiled backend). The model
-    equals the loop's steps' up to rounding; a callback or checkpoint makes the loop take them.
+    Compiled steps: on one rank, mini-batch SGD on a scalar loss with no callback, checkpoint or
+    resume (fastdp.lazy_steps.alone) takes an epoch's steps but its last in one compiled loop:
+    over CSR rows lazily, each in O(its rows' non-zeros) (fastdp.lazy_steps: no momentum, no
+    L1, backend "numba"), over dense rows with a batch of at most dense_steps.SERIAL_VALUES
+    values (fastdp.dense_steps, either compiled backend). The model equals the loop's steps' up
+    to rounding; a callback or checkpoint makes the loop take them.
     A NaN or inf in a step's reduced loss or gradient sums (or in a state about to be
     checkpointed) raises NonFiniteError on every rank, naming the step (epoch and batch too for
     mini-batch; all from 0), the last good checkpoint and a smaller learning rate to try.
@@ -929,7 +929,7 @@ def _run_mini_batch(loop: _Loop, batch_size: int, n_rows: int, max_iter: int, to
                "checkpointing": loop.saver.path is not None or state.step > 0}
     lazy = (LazySteps(objective, batch_size, theta)
             if lazy_applies(objective, rule, loop.lr_of.lr0, **context) else None)
-    compiled = (lazy if lazy is not None else DenseSteps(objective, batch_size)
+    compiled = (lazy if lazy is not None else DenseSteps(objective, rule, batch_size)
                 if dense_applies(objective, rule, batch_size, **context) else None)
     best, stale, t = state.best, state.stale, state.step
     converged = False

@@ -101,7 +101,8 @@ def test_a_shorter_run_continues_with_a_larger_max_iter(tmp_path, name, every, s
     """max_iter may grow on resume (not under the cosine schedule, whose rates depend on it)."""
     X, y = data(False)
     kwargs = {"tol": 0, **SOLVERS[name]}
-    longer = fit(X, y, **kwargs)
+    # with checkpoint options, as the run resumed (without, one rank's SGD takes compiled steps)
+    longer = fit(X, y, checkpoint=tmp_path / "longer.ckpt", checkpoint_every=every, **kwargs)
     path = tmp_path / "run.ckpt"
     fit(X, y, checkpoint=path, checkpoint_every=every, **{**kwargs, "max_iter": short})
     assert checkpoint.read(path).state.step == saved

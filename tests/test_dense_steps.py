@@ -46,6 +46,9 @@ def counting(monkeypatch):
     {"batch_size": 37, "alpha": 0.01, "schedule": "invscaling", "fit_intercept": False},
     {"batch_size": 500, "alpha": 0.1, "schedule": "cosine", "learning_rate": 0.02},
     {"batch_size": 5000, "alpha": 1e-3},  # one batch an epoch: no compiled steps
+    {"batch_size": 32, "alpha": 1e-3, "momentum": 0.9},
+    {"batch_size": 16, "alpha": 1e-2, "momentum": 0.5, "nesterov": True, "l1_ratio": 0.5},
+    {"batch_size": 32, "alpha": 1e-2, "l1_ratio": 1.0, "schedule": "invscaling"},
 ])
 def test_compiled_steps_give_the_loops_model(monkeypatch, loss, kwargs):
     X, y = data(loss)
@@ -86,7 +89,7 @@ def test_early_stopping_and_the_same_model_from_run_to_run():
 
 
 @pytest.mark.parametrize("change", [
-    {"momentum": 0.9}, {"l1_ratio": 0.5}, {"backend": "numpy"},
+    {"backend": "numpy"},
     {"deterministic": True}, {"rebalance": True}, {"solver": "adam"},
     {"batch_size": dense_steps.SERIAL_VALUES // 12 + 1},  # too much work for one thread
 ])

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from fastdp import optim
 from fastdp.kernels import LOSS_CODES, mean_gradient, numba_dense, numba_steps
 
 
@@ -28,27 +29,35 @@ def test_batch_sums_are_the_dense_kernels_over_the_gathered_rows(loss, dtype):
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
-def test_batches_are_the_mean_gradient_steps_one_after_another(fit_intercept):
+@pytest.mark.parametrize("momentum,nesterov,l1", [(0.0, False, 0.0), (0.9, False, 0.0),
+                                                  (0.5, True, 0.02), (0.0, False, 0.02)])
+def test_batches_are_the_rule_and_penalty_steps_one_after_another(fit_intercept, momentum,
+                                                                  nesterov, l1):
+    """Each batch as the training loop steps it: mean_gradient, optim.SGD, Penalty.prox."""
     X, y, theta = problem("logistic", seed=1)
     n, l2, batch = X.shape[1], 0.05, 8
     order = np.random.default_rng(2).permutation(len(X)).astype(np.int64)
     rates = np.array([0.5, 0.25, 0.2, 0.1, 0.05, 0.01])
     expected, weighted = theta.copy(), 0.0
+    rule, penalty = optim.SGD(n + 1, momentum, nesterov), optim.Penalty(l2 + l1, l1 / (l2 + l1), n)
     sums, grad = np.empty(n + 2), np.empty(n + 1)
     for b, lr in enumerate(rates):
         rows = order[b * batch:(b + 1) * batch]
         numba_steps.dense_batch_sums(LOSS_CODES["logistic"], X, y, rows, expected[:n],
                                      expected[n], sums)
-        mean_gradient(sums, float(len(rows)), expected, grad, l2=l2, n_coef=n,
+        mean_gradient(sums, float(len(rows)), expected, grad, l2=penalty.l2, n_coef=n,
                       n_free=n + 1 if fit_intercept else n)
-        expected -= lr * grad
+        rule.step(expected, grad, lr)
+        penalty.prox(expected, lr)
         weighted += sums[-1] / len(rows) * len(rows)
-    got = theta.copy()
+    got, velocity = theta.copy(), np.zeros(n + 1)
     done, total = numba_steps.dense_batches(LOSS_CODES["logistic"], X, y, order, batch, got,
                                             np.empty(n + 2), np.empty(n + 1), fit_intercept,
-                                            rates, l2, 1.5)
+                                            rates, penalty.l2, penalty.l1, momentum, nesterov,
+                                            velocity, 1.5)
     assert done == len(rates) and total == pytest.approx(1.5 + weighted, rel=1e-14)
     np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(velocity, rule.velocity, rtol=1e-14, atol=1e-15)
     assert fit_intercept or got[n] == theta[n]
 
 
@@ -61,7 +70,8 @@ def test_batches_stop_before_a_batch_whose_sums_are_not_finite():
     def run(steps):
         got = theta.copy()
         done, _ = numba_steps.dense_batches(LOSS_CODES["squared"], X, y, order, 2, got, *scratch,
-                                            True, np.full(steps, 0.01), 0.0, 0.0)
+                                            True, np.full(steps, 0.01), 0.0, 0.0, 0.0, False,
+                                            np.zeros(len(got)), 0.0)
         return done, got
 
     done, got = run(5)  # rows 4 and 5 are batch 2

@@ -47,14 +47,17 @@ def dense_batch_sums(loss, X, y, rows, coef, intercept, sums):
 
 @njit(cache=True)
 def dense_batches(loss, X, y, order, batch_size, theta, sums, grad, fit_intercept, rates, l2,
-                  weighted):
+                  l1, momentum, nesterov, velocity, weighted):
     """SGD steps over consecutive batches in one call: batch b (0 <= b < len(rates)) is the rows
-    order[b * batch_size:(b + 1) * batch_size] of X, stepped at rate rates[b]:
+    order[b * batch_size:(b + 1) * batch_size] of X, stepped at rate lr = rates[b] as
+    fastdp.optim.SGD and Penalty.prox step:
 
         grad = sums / rows + l2 * coef (intercept: sums / rows, or 0 if not fitted)
-        theta -= rates[b] * grad
+        theta -= lr * grad                                        (momentum 0)
+        v = momentum * v + grad;  theta -= lr * (grad + momentum * v if nesterov else v)
+        coef = sign(coef) * max(|coef| - lr * l1, 0)             (l1 > 0)
 
-    Stops before a batch whose sums are not all finite, leaving theta as it was.
+    Stops before a batch whose sums are not all finite, leaving theta and v as they were.
 
     loss, X, y:    as dense_batch_sums
     order:         (>= len(rates) * batch_size,) int64, the rows, batch after batch
@@ -63,7 +66,9 @@ def dense_batches(loss, X, y, order, batch_size, theta, sums, grad, fit_intercep
     sums, grad:    (n + 2,) and (n + 1,) float64, scratch
     fit_intercept: bool
     rates:         (steps,) float64, the learning rates
-    l2:            float, the L2 penalty's weight
+    l2, l1:        float, the penalty's L2 and L1 weights
+    momentum:      float in [0, 1); nesterov: bool
+    velocity:      (n + 1,) float64, IN/OUT: v (untouched when momentum is 0)
     weighted:      float, what the batches' losses are added to (a previous call's result)
     Returns (batches stepped, weighted + the sum over them of loss sum / rows * rows: each
     batch's mean loss times its rows, added one after another as the training loop adds them).
@@ -77,7 +82,17 @@ def dense_batches(loss, X, y, order, batch_size, theta, sums, grad, fit_intercep
         if not np.isfinite(total):
             return b, weighted
         lr = rates[b]
-        for j in range(n + 1):
-            theta[j] -= lr * grad[j]
+        if momentum == 0.0:
+            for j in range(n + 1):
+                theta[j] -= lr * grad[j]
+        else:
+            for j in range(n + 1):
+                v = velocity[j] * momentum + grad[j]
+                velocity[j] = v
+                theta[j] -= lr * (grad[j] + momentum * v if nesterov else v)
+        if l1 > 0.0:
+            cut = lr * l1
+            for j in range(n):
+                theta[j] = np.copysign(max(abs(theta[j]) - cut, 0.0), theta[j])
         weighted += sums[n + 1] / count * count
     return rates.shape[0], weighted
