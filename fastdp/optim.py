@@ -68,6 +68,13 @@ class Schedule:
         frac = min(t, self.total_steps) / self.total_steps
         return self.lr_min + (self.lr0 - self.lr_min) * 0.5 * (1.0 + math.cos(math.pi * frac))
 
+    def rates(self, first: int, stop: int) -> np.ndarray:
+        """The rates of steps first..stop-1, (stop - first,) float64: each exactly self(t) (NumPy's
+        power and cos may round otherwise, so only the constant schedule skips the calls)."""
+        if self.name == "constant":
+            return np.full(max(0, stop - first), self.lr0)
+        return np.fromiter(map(self, range(first, stop)), float, count=max(0, stop - first))
+
 
 class Penalty:
     """Elastic net on the first n_coef entries of theta (the intercept is never penalized):

@@ -940,8 +940,7 @@ def _run_mini_batch(loop: _Loop, batch_size: int, n_rows: int, max_iter: int, to
         first = state.batch * batch_size if resumed else 0
         last = (n_rows - 1) // batch_size * batch_size  # where the epoch's last batch starts
         if compiled is not None and first < last:  # all batches but the last in one call
-            rates = np.fromiter(map(loop.lr_of, range(t, t + (last - first) // batch_size)),
-                                float)
+            rates = loop.lr_of.rates(t, t + (last - first) // batch_size)
             done, weighted = compiled.run(theta, batches.rows(epoch, first, last), batch_size,
                                           rates)
             first, t, total = first + done * batch_size, t + done, total + weighted

@@ -17,6 +17,14 @@ def test_schedules():
     assert cos(50) == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize("schedule", [
+    optim.Schedule("constant", 0.3), optim.Schedule("invscaling", 0.7, power_t=0.37),
+    optim.Schedule("cosine", 0.9, total_steps=40, lr_min=0.05)])
+def test_rates_are_each_steps_rate_exactly(schedule):
+    assert schedule.rates(3, 3).shape == (0,)
+    assert schedule.rates(5, 60).tolist() == [schedule(t) for t in range(5, 60)]
+
+
 @pytest.mark.parametrize("args,kwargs,message", [
     (("linear", 0.1), {}, "schedule must be one of"),
     (("constant", 0.0), {}, "learning_rate must be a finite number > 0"),
