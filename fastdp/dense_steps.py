@@ -8,7 +8,8 @@ the learning rate's change (fastdp.lazy_steps.alone: one rank, SGD, with or with
 and an L1 part, no callback, checkpoint, ...) and a batch's work is small enough for one thread (batch_size * n_features <=
 SERIAL_VALUES, else the threaded kernels win), fastdp.train's mini-batch loop hands an epoch's
 batches but its last to DenseSteps.run: kernels.numba_steps.dense_batches, one call per chunk of
-about 512 KiB of rows gathered by threads (kernels.take_rows). The last batch takes the
+rows gathered by threads (kernels.take_rows; chunks as fastdp.train.Batches sizes them, about
+512 KiB). The last batch takes the
 loop's own step (its gradient is fit's grad_norm), and so does a batch whose sums are not finite
 (the loop's guard then raises). The compiled loop is Numba's for either compiled backend
 (backend "numpy" keeps the loop's steps). Its sums are added row by row, not in the compiled
@@ -34,17 +35,16 @@ SERIAL_VALUES = 1 << 15  # batch_size * n_features up to which one thread steps 
 
 class DenseSteps:
     """The compiled loop's buffers for one fit (its update rule's velocity is the rule's own): a
-    chunk of gathered rows and their targets (rows
-    read in place, one at a time, wait on memory: gathered by threads first, a 32-row step took
-    half as long), a batch's sums and its mean gradient."""
+    chunk of gathered rows and their targets (rows read in place, one at a time, wait on memory:
+    gathered by threads first, a 32-row step took half as long), a batch's sums and its mean
+    gradient."""
 
-    CHUNK_BYTES = 1 << 19  # rows gathered at once, as fastdp.train.Batches gathers them
-
-    def __init__(self, objective: Objective, rule: SGD, batch_size: int) -> None:
+    def __init__(self, objective: Objective, rule: SGD, batch_size: int, per_chunk: int) -> None:
+        """per_chunk: batches gathered at once (fastdp.train.Batches.batches_per_chunk)."""
         self.objective, self.rule = objective, rule
         self.code = LOSS_CODES[objective.loss]
         X, y = objective.X, objective.y
-        self.per_chunk = max(1, self.CHUNK_BYTES // (batch_size * X.shape[1] * X.itemsize))
+        self.per_chunk = per_chunk
         rows = min(self.per_chunk * batch_size, X.shape[0])
         self.X, self.y = np.empty((rows, X.shape[1]), X.dtype), np.empty(rows, y.dtype)
         self.where = np.arange(rows)  # the gathered rows, in order

@@ -406,7 +406,7 @@ class Batches:
         self._permute(epoch)
         b = start // self.batch_size
         if self._per_chunk is None:
-            self._per_chunk = self._batches_per_chunk()
+            self._per_chunk = self.batches_per_chunk()
         per_chunk = self._per_chunk
         first = b - b % per_chunk
         mine = objective.ranges[objective.comm.rank]
@@ -437,7 +437,7 @@ class Batches:
                 np.random.default_rng([self.random_state, epoch]).permutation(self.n_rows),
                 self.batch_size)
 
-    def _batches_per_chunk(self) -> int:
+    def batches_per_chunk(self) -> int:
         """Batches in a chunk: as many as CHUNK_BYTES of rows hold, at least one."""
         X = self.objective.X
         if isinstance(X, np.ndarray):
@@ -929,7 +929,8 @@ def _run_mini_batch(loop: _Loop, batch_size: int, n_rows: int, max_iter: int, to
                "checkpointing": loop.saver.path is not None or state.step > 0}
     lazy = (LazySteps(objective, batch_size, theta)
             if lazy_applies(objective, rule, loop.lr_of.lr0, **context) else None)
-    compiled = (lazy if lazy is not None else DenseSteps(objective, rule, batch_size)
+    compiled = (lazy if lazy is not None
+                else DenseSteps(objective, rule, batch_size, batches.batches_per_chunk())
                 if dense_applies(objective, rule, batch_size, **context) else None)
     best, stale, t = state.best, state.stale, state.step
     converged = False

@@ -135,7 +135,7 @@ def test_chunks_of_gathered_rows_give_bitwise_the_same_steps(monkeypatch):
               "alpha": 1e-3, "schedule": "invscaling"}
     calls = counting(monkeypatch)
     whole = fit(X, y, **kwargs)
-    monkeypatch.setattr(dense_steps.DenseSteps, "CHUNK_BYTES", 1)  # one batch a chunk
+    monkeypatch.setattr(train.Batches, "CHUNK_BYTES", 1)  # one batch a chunk
     pieces = fit(X, y, **kwargs)
     assert calls == [199] * 4  # 200 batches an epoch, the last the loop's
     assert np.array_equal(whole.coef, pieces.coef) and whole.intercept == pieces.intercept
