@@ -3,22 +3,22 @@
 A dense step of SGD reads and writes all n + 1 parameters (the batch's sums, the mean gradient with
 the L2 penalty's part, the update), however few columns the batch touches: on hashed text with
 2**18 columns and batches of 256 documents, those passes took most of a step's 300 us (the mean
-gradient and the update 135 us). Here a column whose gradient sum is zero only decays, and the
-decay is kept as a running product (fastdp.kernels.numba_lazy): a step reads and writes its rows'
-columns, the intercept and a few numbers.
+gradient and the update 135 us). Here a column whose gradient sum is zero only decays (L2) and
+shrinks towards 0 (L1), and both are kept as two running numbers, a product and a sum
+(fastdp.kernels.numba_lazy): a step reads and writes its rows' columns, the intercept and a few
+numbers.
 
 fastdp.train's mini-batch loop takes these steps (`applies`) where the model is the dense steps'
 up to rounding and nothing reads the parameters between steps: one rank (there is no reduction
-to take part in), CSR rows, a scalar-margin loss on backend "numba", plain SGD (no momentum) with
-no L1 part in the penalty and learning_rate * l2 < 1, and no callback, checkpoint, resume,
-balancer, deterministic mode or FASTDP_SLOWDOWN (`alone`). Nothing then happens between two steps
+to take part in), CSR rows, a scalar-margin loss on backend "numba", plain SGD (no momentum)
+with learning_rate * l2 < 1, and no callback, checkpoint, resume, balancer, deterministic mode or FASTDP_SLOWDOWN (`alone`). Nothing then happens between two steps
 but the learning rate's change, so an epoch's batches but its last are stepped in one compiled
 loop (`run`: no Python between steps); the last batch (`gradient`, `step`) also gives fit's
 gradient norm, as with dense steps that of the last batch's mean gradient, and every epoch ends
 with a flush (all parameters up to date for its objective and the convergence test).
-The model differs from the dense steps' in the last bits (a column's decay over the steps that
-leave its gradient zero is one product instead of one rounding per step); it is the same from
-run to run.
+The model differs from the dense steps' in the last bits (a column's decay and shrinkage over
+the steps that leave its gradient zero are one product and one sum instead of roundings at every
+step); it is the same from run to run.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ TINY = 1e-150  # the running product is folded into the parameters before it fal
 
 
 class LazySteps:
-    """The lazy steps of one fit: the columns' stored values, reciprocal products and sums
-    (kernels.numba_lazy's `cols`), the running product of the steps' factors, and the columns
-    of the batch summed last. `cols` holds the coefficients; theta's are up to date after a
-    `flush` only (its intercept always is)."""
+    """The lazy steps of one fit: the columns' values, marks and sums (kernels.numba_lazy's
+    `cols`), the running product of the steps' factors and sum of their L1 thresholds, and the
+    columns of the batch summed last. `cols` holds the coefficients; theta's are up to date
+    after a `flush` only (its intercept always is)."""
 
     def __init__(self, objective: Objective, batch_size: int, theta: np.ndarray) -> None:
         self.objective = objective
@@ -50,7 +50,7 @@ class LazySteps:
         self.code = LOSS_CODES[objective.loss]
         self.cols = np.empty((n, 3))
         numba_lazy.lazy_load(theta[:n], self.cols)
-        self.now = 1.0
+        self.now, self.a = 1.0, 0.0  # the product, the threshold sum
         # lazy_batch_sums writes entry k (the columns listed so far) at every non-zero
         indptr = objective.X.indptr
         longest = int(np.diff(indptr).max()) if indptr.size > 1 else 0
@@ -60,9 +60,10 @@ class LazySteps:
         self.grad_norm = math.nan  # |mean gradient| of the last epoch's last batch
 
     def flush(self, theta: np.ndarray) -> None:
-        """Bring theta's coefficients up to date (O(n)); the product starts again from 1."""
-        numba_lazy.lazy_flush(self.cols, self.now, theta[:self.objective.n_features])
-        self.now = 1.0
+        """Bring theta's coefficients up to date (O(n)); the product starts again from 1, the
+        threshold sum from 0."""
+        numba_lazy.lazy_flush(self.cols, self.now, self.a, theta[:self.objective.n_features])
+        self.now, self.a = 1.0, 0.0
 
     def run(self, theta: np.ndarray, order: np.ndarray, batch_size: int,
             rates: np.ndarray) -> tuple[int, float]:
@@ -74,9 +75,10 @@ class LazySteps:
         start = time.perf_counter()
         objective = self.objective
         X = objective.X
-        done, self.now, weighted = numba_lazy.lazy_batches(
+        penalty = objective.penalty
+        done, self.now, self.a, weighted = numba_lazy.lazy_batches(
             self.code, X.data, X.indices, X.indptr, order, batch_size, objective.y, self.cols,
-            theta, objective.fit_intercept, rates, objective.penalty.l2, self.now, TINY,
+            theta, objective.fit_intercept, rates, penalty.l2, penalty.l1, self.now, self.a, TINY,
             self.touched)
         objective.evaluations += done
         objective.compute_seconds += time.perf_counter() - start
@@ -95,7 +97,7 @@ class LazySteps:
         X = objective.X
         self.k, buf[n], buf[size], objective.sums_total = numba_lazy.lazy_batch_sums(
             self.code, X.data, X.indices, X.indptr, rows, objective.y, self.cols, theta[n],
-            self.now, self.touched)
+            self.now, self.a, self.touched)
         self.count = count = len(rows)
         buf[size + 1] = count
         objective.signals = buf[size + 2] = objective.signal
@@ -114,9 +116,10 @@ class LazySteps:
         objective = self.objective
         l2 = objective.penalty.l2
         listed = self.touched[:self.k]
-        coef = self.cols[listed, 0] * (self.now * np.abs(self.cols[listed, 1]))
+        q = self.cols[listed, 0]
+        coef = np.copysign(self.now * np.maximum(np.abs(q) - self.a, 0.0), q)
         grad = self.cols[listed, 2] / self.count + l2 * coef
-        unlisted = numba_lazy.lazy_sum_squares(self.cols, self.now) - float(coef @ coef)
+        unlisted = numba_lazy.lazy_sum_squares(self.cols, self.now, self.a) - float(coef @ coef)
         total = l2 * l2 * max(unlisted, 0.0) + float(grad @ grad)
         if objective.fit_intercept:
             total += (objective.buf[objective.n_features] / self.count) ** 2
@@ -124,12 +127,13 @@ class LazySteps:
 
     def step(self, theta: np.ndarray, lr: float) -> None:
         """The update of the batch `gradient` summed last: its columns and the intercept; every
-        other coefficient decays by the product's change."""
+        other coefficient decays and shrinks by the running numbers' change."""
         objective = self.objective
-        self.now = numba_lazy.lazy_step(self.touched, self.k, self.cols, theta,
-                                        objective.fit_intercept,
-                                        objective.buf[objective.n_features], float(self.count),
-                                        self.now, lr, objective.penalty.l2, TINY)
+        penalty = objective.penalty
+        self.now, self.a = numba_lazy.lazy_step(
+            self.touched, self.k, self.cols, theta, objective.fit_intercept,
+            objective.buf[objective.n_features], float(self.count), self.now, self.a, lr,
+            penalty.l2, penalty.l1, TINY)
 
 
 def alone(objective: Objective, rule: Any, *, callback: Any, checkpointing: bool) -> bool:
@@ -146,11 +150,11 @@ def alone(objective: Objective, rule: Any, *, callback: Any, checkpointing: bool
 def applies(objective: Objective, rule: Any, learning_rate: float, *, callback: Any,
             checkpointing: bool) -> bool:
     """Does fastdp.train's mini-batch loop take lazy steps (module docstring)? `alone`, no
-    momentum (its velocity moves every parameter) and no L1 part (its threshold too), CSR rows,
-    backend "numba" and learning_rate * l2 < 1. rule: the fit's update rule; learning_rate: the
+    momentum (its velocity moves every parameter), CSR rows, backend "numba" and
+    learning_rate * l2 < 1. rule: the fit's update rule; learning_rate: the
     schedule's largest (first) rate; checkpointing: a checkpoint is written or resumed from."""
     X = objective.X
     return (alone(objective, rule, callback=callback, checkpointing=checkpointing)
-            and rule.momentum == 0 and objective.penalty.l1 == 0
+            and rule.momentum == 0
             and not isinstance(X, np.ndarray) and X.format == "csr"
             and objective.backend == "numba" and learning_rate * objective.penalty.l2 < 1)

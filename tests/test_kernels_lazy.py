@@ -1,8 +1,9 @@
-"""kernels.numba_lazy: mini-batch SGD steps over CSR rows with the L2 decay kept as a product.
+"""kernels.numba_lazy: mini-batch SGD steps over CSR rows with the elastic net's decay kept as a
+product and its L1 threshold as a sum.
 
 Checked against the dense step they stand for: the batch's sums are numba_sparse.csr_block_sums'
-over the same rows (up to rounding), and a step followed by a flush gives the dense
-update of every coefficient, decay included."""
+over the same rows (up to rounding), and a step followed by a flush gives the dense update and
+soft-threshold of every coefficient."""
 
 import numpy as np
 import pytest
@@ -22,13 +23,17 @@ def problem(loss, dtype=np.float64, index=np.int32, rows=60, n=40, seed=0):
     return X, y.astype(dtype), rng.standard_normal(n)
 
 
-def cols_of(coef, inv=None):
-    """numba_lazy's per-column array: [stored, inv, sum]."""
-    return np.column_stack([coef, np.ones_like(coef) if inv is None else inv, np.zeros_like(coef)])
+def cols_of(q):
+    """numba_lazy's per-column array: [q, mark, sum], unmarked and with no sums."""
+    return np.column_stack([q, np.ones_like(q), np.zeros_like(q)])
 
 
-def true_coef(cols, now):
-    return cols[:, 0] * now * np.abs(cols[:, 1])
+def true_coef(cols, now, a=0.0):
+    return np.copysign(now * np.maximum(np.abs(cols[:, 0]) - a, 0.0), cols[:, 0])
+
+
+def soft(w, cut):
+    return np.copysign(np.maximum(np.abs(w) - cut, 0.0), w)
 
 
 @pytest.mark.parametrize("loss", SCALAR_LOSSES)
@@ -38,7 +43,7 @@ def test_batch_sums_are_the_csr_kernels_over_the_gathered_rows(loss, dtype, inde
     rows = np.array([3, 7, 8, 20, 41, 59], dtype=np.int64)
     cols, touched = cols_of(coef), np.empty(X.shape[1] + 1, dtype=np.int64)
     k, d_sum, loss_sum, total = numba_lazy.lazy_batch_sums(
-        LOSS_CODES[loss], X.data, X.indices, X.indptr, rows, y, cols, 0.3, 1.0, touched)
+        LOSS_CODES[loss], X.data, X.indices, X.indptr, rows, y, cols, 0.3, 1.0, 0.0, touched)
     B = X[rows]
     out = np.empty((1, X.shape[1] + 2))
     numba_sparse.csr_block_sums(LOSS_CODES[loss], B.data, B.indices, B.indptr, y[rows], coef,
@@ -63,24 +68,26 @@ def test_hinge_rows_past_the_margin_list_no_column():
     rows = np.array([0, 1])
     k, d_sum, loss_sum, _ = numba_lazy.lazy_batch_sums(  # margins 3 and 3, y = 1: past it
         LOSS_CODES["hinge"], X.data, X.indices, X.indptr, rows, np.array([1.0, 1.0]), cols, 0.0,
-        1.0, touched)
+        1.0, 0.0, touched)
     assert (k, d_sum, loss_sum) == (0, 0.0, 0.0) and np.all(cols[:, 1:] == [1.0, 0.0])
     k, d_sum, loss_sum, _ = numba_lazy.lazy_batch_sums(  # row 1 with y = -1: slack 4, d = 1
         LOSS_CODES["hinge"], X.data, X.indices, X.indptr, rows, np.array([1.0, -1.0]), cols,
-        0.0, 1.0, touched)
+        0.0, 1.0, 0.0, touched)
     assert (k, touched[0], d_sum, loss_sum) == (1, 1, 1.0, 4.0)
     assert np.array_equal(cols[:, 2], [0.0, 3.0, 0.0]) and np.array_equal(cols[:, 1], [1, -1, 1])
 
 
+@pytest.mark.parametrize("l2,l1", [(0.05, 0.0), (0.05, 0.3), (0.0, 0.5)])
 @pytest.mark.parametrize("loss", SCALAR_LOSSES)
-def test_steps_then_a_flush_are_the_dense_steps(loss):
+def test_steps_then_a_flush_are_the_dense_steps(loss, l2, l1):
     """Several lazy steps on overlapping batches, each with its own rate, flushed at the end:
-    every coefficient as the dense update (sums / count + l2 * coef, over all n) gives it."""
+    every coefficient as the dense update (sums / count + l2 * coef, over all n) and the
+    soft-threshold by lr * l1 give it, the coefficients the threshold took to 0 included."""
     X, y, coef = problem(loss, seed=2)
-    n, l2, intercept = X.shape[1], 0.05, 0.1
+    n, intercept = X.shape[1], 0.1
     dense = coef.copy()
     cols, touched = cols_of(coef), np.empty(n + 1, dtype=np.int64)
-    now = 1.0
+    now, a = 1.0, 0.0
     rng = np.random.default_rng(3)
     for step in range(12):
         rows = np.sort(rng.choice(X.shape[0], 7, replace=False)).astype(np.int64)
@@ -89,29 +96,55 @@ def test_steps_then_a_flush_are_the_dense_steps(loss):
         out = np.empty((1, n + 2))
         numba_sparse.csr_block_sums(LOSS_CODES[loss], B.data, B.indices, B.indptr, y[rows],
                                     dense, intercept, out, 4096)
-        dense -= lr * (out[0, :n] / len(rows) + l2 * dense)
+        dense = soft(dense - lr * (out[0, :n] / len(rows) + l2 * dense), lr * l1)
         k, *_ = numba_lazy.lazy_batch_sums(LOSS_CODES[loss], X.data, X.indices, X.indptr, rows,
-                                           y, cols, intercept, now, touched)
-        after = now * (1 - lr * l2)
-        numba_lazy.lazy_batch_step(touched, k, cols, now, 1 / after, lr, l2, float(len(rows)))
-        now = after
-        assert np.all(cols[:, 2] == 0.0) and np.all(cols[:, 1] > 0)  # sums cleared, unmarked
-        np.testing.assert_allclose(true_coef(cols, now), dense, rtol=1e-12, atol=1e-15)
-    assert numba_lazy.lazy_sum_squares(cols, now) == pytest.approx(dense @ dense, rel=1e-12)
+                                           y, cols, intercept, now, a, touched)
+        after, a_after = numba_lazy.lazy_batch_step(touched, k, cols, now, a, lr, l2, l1,
+                                                    float(len(rows)))
+        assert after == now * (1 - lr * l2) and a_after == a + lr * l1 / after
+        now, a = after, a_after
+        assert np.all(cols[:, 2] == 0.0) and np.all(cols[:, 1] == 1.0)  # sums cleared, unmarked
+        np.testing.assert_allclose(true_coef(cols, now, a), dense, rtol=1e-12, atol=1e-15)
+    if l1:  # the threshold took some coefficients to 0, exactly as the dense steps do
+        assert np.array_equal(true_coef(cols, now, a) == 0.0, dense == 0.0)
+        assert 0 < np.count_nonzero(dense == 0.0) < n
+    assert numba_lazy.lazy_sum_squares(cols, now, a) == pytest.approx(dense @ dense, rel=1e-12)
     flushed = np.empty(n)
-    numba_lazy.lazy_flush(cols, now, flushed)
+    numba_lazy.lazy_flush(cols, now, a, flushed)
     np.testing.assert_allclose(flushed, dense, rtol=1e-12, atol=1e-15)
     assert np.array_equal(cols[:, 0], flushed) and np.all(cols[:, 1] == 1.0)
 
 
-def test_margins_read_the_decayed_coefficients():
-    """A column last updated when the product was 0.5 and now is 0.125 counts a quarter."""
-    X = sp.csr_matrix(np.array([[2.0, 1.0]]))
-    cols, touched = cols_of(np.array([4.0, 1.0]), inv=np.array([2.0, 8.0])), np.empty(3, np.int64)
+@pytest.mark.parametrize("a,coef", [(0.0, [1.0, 0.1875, -0.5]), (2.0, [0.75, 0.0, -0.25])])
+def test_margins_read_the_decayed_and_shrunk_coefficients(a, coef):
+    """Columns updated to 4 when the product was 0.5 (q = 8), to 0.1875 and to -0.5 at 0.125
+    (q = 1.5, -4), all at threshold sum 0, read at product 0.125: the first decayed to a
+    quarter, the others as they were; threshold sum a = 2 takes 2 off each |q|, and the second
+    column to 0."""
+    X = sp.csr_matrix(np.array([[2.0, 1.0, 4.0]]))
+    cols, touched = cols_of(np.array([8.0, 1.5, -4.0])), np.empty(4, np.int64)
     _, d_sum, _, _ = numba_lazy.lazy_batch_sums(LOSS_CODES["squared"], X.data, X.indices,
                                                 X.indptr, np.array([0]), np.array([0.0]), cols,
-                                                0.0, 0.125, touched)
-    assert d_sum == 2.0 * 4.0 * 0.25 + 1.0 * 1.0 * 1.0  # z - y with coef (1, 1)
+                                                0.0, 0.125, a, touched)
+    assert np.array_equal(true_coef(cols, 0.125, a), coef)
+    assert d_sum == pytest.approx(2.0 * coef[0] + 1.0 * coef[1] + 4.0 * coef[2], rel=1e-15)
+
+
+def test_a_column_the_threshold_took_to_zero_stays_there_until_its_gradient_moves_it():
+    """Column 0 is in every batch; column 1 (at 0.1) in none: the L1 threshold, 0.04 a step,
+    takes it to 0 in the third step, and it stays 0 however many steps follow."""
+    X = sp.csr_matrix(np.array([[1.0, 0.0]]))
+    cols, touched = cols_of(np.array([1.0, 0.1])), np.empty(3, np.int64)
+    now, a = 1.0, 0.0
+    for step in range(6):
+        k, *_ = numba_lazy.lazy_batch_sums(LOSS_CODES["squared"], X.data, X.indices, X.indptr,
+                                           np.array([0]), np.array([3.0]), cols, 0.0, now, a,
+                                           touched)
+        assert list(touched[:k]) == [0]
+        now, a = numba_lazy.lazy_batch_step(touched, k, cols, now, a, 0.4, 0.5, 0.1, 1.0)
+        want = max(0.1 * 0.8 ** (step + 1) - 0.04 * sum(0.8 ** s for s in range(step + 1)), 0.0)
+        assert true_coef(cols, now, a)[1] == pytest.approx(want, abs=1e-16)
+    assert true_coef(cols, now, a)[1] == 0.0
 
 
 def test_load_sets_coefficients_up_to_date_without_sums():
@@ -125,7 +158,7 @@ def test_total_is_non_finite_when_a_sum_is():
     cols, touched = cols_of(np.array([1.0, 1.0])), np.empty(3, np.int64)
     _, _, loss_sum, total = numba_lazy.lazy_batch_sums(
         LOSS_CODES["squared"], X.data, X.indices, X.indptr, np.array([0]), np.array([0.0]), cols,
-        0.0, 1.0, touched)
+        0.0, 1.0, 0.0, touched)
     assert not np.isfinite(loss_sum) and not np.isfinite(total)
 
 
@@ -136,13 +169,15 @@ def test_batches_stop_before_a_batch_whose_sums_are_not_finite():
 
     def run(rates):
         cols, theta = cols_of(np.array([0.5, -0.5, 0.25])), np.array([0.5, -0.5, 0.25, 0.1])
-        done, now, weighted = numba_lazy.lazy_batches(*args, cols, theta, True, rates, 0.1, 1.0,
-                                                       1e-150, np.empty(4, np.int64))
-        return done, now, weighted, cols, theta
+        done, now, a, weighted = numba_lazy.lazy_batches(*args, cols, theta, True, rates, 0.1,
+                                                         0.05, 1.0, 0.0, 1e-150,
+                                                         np.empty(4, np.int64))
+        return done, now, a, weighted, cols, theta
 
-    done, now, weighted, cols, theta = run(np.array([0.2, 0.2]))
+    done, now, a, weighted, cols, theta = run(np.array([0.2, 0.2]))
     one = run(np.array([0.2]))
     assert (done, one[0]) == (1, 1) and now == one[1] == 1.0 - 0.2 * 0.1
-    assert weighted == one[2] == 0.5 * (0.5 - 1.0 + 0.1 - 1.0) ** 2
-    assert np.array_equal(cols, one[3]) and np.array_equal(theta, one[4])
-    assert np.all(cols[:, 1] > 0) and np.all(cols[:, 2] == 0.0)  # the bad batch left no trace
+    assert a == one[2] == 0.2 * 0.05 / now
+    assert weighted == one[3] == 0.5 * (0.5 - 1.0 + 0.1 - 1.0) ** 2
+    assert np.array_equal(cols, one[4]) and np.array_equal(theta, one[5])
+    assert np.all(cols[:, 1] == 1.0) and np.all(cols[:, 2] == 0.0)  # the bad batch left no trace

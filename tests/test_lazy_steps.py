@@ -57,6 +57,8 @@ def counting(monkeypatch):
     {"batch_size": 37, "alpha": 0.01, "schedule": "invscaling", "fit_intercept": False},
     {"batch_size": 64, "alpha": 0.1, "schedule": "cosine", "learning_rate": 0.5},
     {"batch_size": 1000, "alpha": 1e-3, "max_iter": 3},  # one batch an epoch
+    {"batch_size": 32, "alpha": 0.02, "l1_ratio": 0.5},  # elastic net
+    {"batch_size": 16, "alpha": 0.01, "l1_ratio": 1.0, "schedule": "invscaling"},  # L1 only
 ])
 def test_lazy_steps_give_the_dense_steps_model(monkeypatch, loss, kwargs):
     X, y = hashed(loss=loss)
@@ -78,6 +80,21 @@ def test_lazy_steps_give_the_dense_steps_model(monkeypatch, loss, kwargs):
         assert lazy.intercept == 0.0
 
 
+@pytest.mark.parametrize("l1_ratio", [0.15, 1.0])
+def test_the_l1_threshold_zeroes_the_coefficients_the_dense_steps_zero(l1_ratio):
+    """Elastic net on hashed text, lazily: the same coefficients at exactly 0 as the dense
+    steps (most columns never touched are shrunk to 0), the others equal up to rounding."""
+    X, y = hashed(rows=400, n=5000, seed=8, loss="logistic")
+    kwargs = {"loss": "logistic", "solver": "sgd", "batch_size": 20, "max_iter": 3, "tol": 0,
+              "alpha": 0.02, "l1_ratio": l1_ratio, "learning_rate": 0.2}
+    lazy, dense = fit(X, y, **kwargs), dense_too(X, y, **kwargs)
+    zero = dense.coef == 0.0
+    assert 0.5 * X.shape[1] < np.count_nonzero(zero) < X.shape[1]
+    assert np.array_equal(lazy.coef == 0.0, zero)
+    np.testing.assert_allclose(lazy.coef, dense.coef, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(lazy.loss_history, dense.loss_history, rtol=1e-11)
+
+
 def test_the_same_model_from_run_to_run_and_early_stopping_as_dense():
     X, y = hashed(seed=4)
     kwargs = {"loss": "logistic", "solver": "sgd", "batch_size": 50, "max_iter": 50, "tol": 3e-3,
@@ -88,12 +105,14 @@ def test_the_same_model_from_run_to_run_and_early_stopping_as_dense():
     np.testing.assert_allclose(first.coef, dense.coef, rtol=1e-10, atol=1e-13)
 
 
-def test_a_product_too_small_is_folded_into_the_coefficients():
-    """lr * alpha = 0.9: the product falls by 10x a step; 400 steps would take it to 1e-400, past
-    the smallest float, were it not folded into the coefficients below TINY."""
+@pytest.mark.parametrize("l1_ratio", [0.0, 0.01])
+def test_a_product_too_small_is_folded_into_the_coefficients(l1_ratio):
+    """lr * l2 = 0.9 (0.891 with l1_ratio 0.01): the product falls by about 10x a step; 400 steps
+    would take it to 1e-400, past the smallest float, were it not folded into the coefficients
+    below TINY (with the threshold sum, which starts again from 0)."""
     X, y = hashed(rows=400, seed=5, loss="squared")
     kwargs = {"loss": "squared", "solver": "sgd", "batch_size": 1, "max_iter": 1, "tol": 0,
-              "alpha": 9.0, "learning_rate": 0.1}
+              "alpha": 9.0, "l1_ratio": l1_ratio, "learning_rate": 0.1}
     lazy, dense = fit(X, y, **kwargs), dense_too(X, y, **kwargs)
     assert np.all(np.isfinite(lazy.coef)) and np.any(lazy.coef != 0)
     np.testing.assert_allclose(lazy.coef, dense.coef, rtol=1e-9, atol=1e-300)
@@ -116,13 +135,13 @@ def test_the_compiled_loop_takes_bitwise_the_steps_one_at_a_time(monkeypatch, al
 
 
 @pytest.mark.parametrize("change", [
-    {"momentum": 0.9}, {"l1_ratio": 0.5}, {"loss": "softmax", "n_classes": 2},
+    {"momentum": 0.9}, {"loss": "softmax", "n_classes": 2},
     {"backend": "cython"}, {"backend": "numpy"}, {"deterministic": True},
     {"rebalance": True}, {"learning_rate": 10.0}, {"solver": "adam"}, {"dense": True},
 ])
 def test_dense_steps_where_lazy_ones_would_differ(monkeypatch, change):
-    """Momentum and Adam move every parameter every step, L1 thresholds every one, lr * alpha
-    >= 1 would make the product 0; the others name their own kernels or reduction."""
+    """Momentum and Adam move every parameter every step, lr * alpha >= 1 would make the
+    product 0; the others name their own kernels or reduction."""
     X, y = hashed()
     change = dict(change)
     if change.pop("dense", False):
