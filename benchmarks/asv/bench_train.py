@@ -7,8 +7,9 @@ Cython backends. Setup checks the model against the same fit with the NumPy back
 
 SmallFit: 10 gradient-descent steps on 1,000 x 10 rows: fit's fixed cost.
 
-WideSgdEpoch: one epoch of hinge-loss SGD on hashed text with 2**20 features, where a step costs
-passes over its parameters more than its rows; checked against the NumPy backend too.
+WideSgdEpoch: one epoch of hinge-loss SGD on hashed text with 2**20 features, L2 or elastic net,
+where a dense step costs passes over its parameters more than its rows; checked against the NumPy
+backend too.
 
 StrongScaling: the same gd fit (400,000 x 32 rows, 20 steps) launched with `mpiexec -n 1` and
 `mpiexec -n 2`, one kernel thread per rank (NUMBA_NUM_THREADS = OMP_NUM_THREADS = 1), so two ranks
@@ -67,27 +68,30 @@ class SmallFit:
 
 class WideSgdEpoch:
     """One epoch of hinge-loss mini-batch SGD (batches of 256 rows, alpha 1e-4, the default backend)
-    on hashed text, 50,000 rows x 2**20 features: one rank, so its 196 steps are lazy
-    (fastdp.lazy_steps: each reads and writes its rows' columns, about 25,600 of the 2**20), but
-    the epoch's last, dense like every step of a reference fit on backend "numpy", which setup
-    checks it against; this tracks a lazy step's per-non-zero cost."""
+    on hashed text, 50,000 rows x 2**20 features, with l1_ratio 0 (L2) or 0.15 (elastic net):
+    one rank, so its 196 steps are lazy (fastdp.lazy_steps: each reads and writes its rows'
+    columns, about 25,600 of the 2**20), where every step of the reference fit on backend
+    "numpy", which setup checks it against, is dense; this tracks a lazy step's per-non-zero
+    cost."""
 
+    params = [0.0, 0.15]
+    param_names = ["l1_ratio"]
     timeout = 180
 
-    def setup(self):
+    def setup(self, l1_ratio):
         shard = make_shard(Case("hinge", "csr", WIDE_ROWS, WIDE_FEATURES))
         self.X, self.y = shard.X, shard.y
-        ref = self.fit(backend="numpy")
-        got = self.fit()  # also compiles / warms up the kernels
+        ref = self.fit(l1_ratio, backend="numpy")
+        got = self.fit(l1_ratio)  # also compiles / warms up the kernels
         np.testing.assert_allclose(got.coef, ref.coef, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(got.intercept, ref.intercept, rtol=1e-9, atol=1e-12)
 
-    def fit(self, backend="auto"):
+    def fit(self, l1_ratio, backend="auto"):
         return train.fit(self.X, self.y, loss="hinge", solver="sgd", batch_size=256, max_iter=1,
-                         alpha=1e-4, tol=0.0, backend=backend)
+                         alpha=1e-4, l1_ratio=l1_ratio, tol=0.0, backend=backend)
 
-    def time_epoch(self):
-        self.fit()
+    def time_epoch(self, l1_ratio):
+        self.fit(l1_ratio)
 
 
 SCALING_SCRIPT = """
