@@ -5,8 +5,9 @@ around each step (the kernel call, the mean gradient, the update rule, the guard
 of it: an epoch of 32-row batches over 1,000,000 x 32 rows took 275-332 ms, as long as
 scikit-learn's SGDRegressor updating after every row. When nothing happens between two steps but
 the learning rate's change (fastdp.lazy_steps.alone: one rank, SGD, with or without momentum
-and an L1 part, no callback, checkpoint, ...) and a batch's work is small enough for one thread (batch_size * n_features <=
-SERIAL_VALUES, else the threaded kernels win), fastdp.train's mini-batch loop hands an epoch's
+and an L1 part, no callback, checkpoint, ...), the loss is a scalar-margin one, and a batch's
+work is small enough for one thread (batch_size * n_features <= SERIAL_VALUES, else the
+threaded kernels win), fastdp.train's mini-batch loop hands an epoch's
 batches but its last to DenseSteps.run: kernels.numba_steps.dense_batches, one call per chunk of
 rows gathered by threads (kernels.take_rows; chunks as fastdp.train.Batches sizes them, about
 512 KiB). The last batch takes the
@@ -82,5 +83,6 @@ def applies(objective: Objective, rule: Any, batch_size: int, *, callback: Any,
             checkpointing: bool) -> bool:
     """Does fastdp.train's mini-batch loop hand its steps to DenseSteps (module docstring)?"""
     return (alone(objective, rule, callback=callback, checkpointing=checkpointing)
-            and isinstance(objective.X, np.ndarray) and objective.backend != "numpy"
+            and objective.K == 1 and isinstance(objective.X, np.ndarray)
+            and objective.backend != "numpy"
             and batch_size * objective.n_features <= SERIAL_VALUES)

@@ -1,18 +1,19 @@
 """Mini-batch SGD over CSR rows on one rank, each step in O(its rows' non-zeros).
 
-A dense step of SGD reads and writes all n + 1 parameters (the batch's sums, the mean gradient with
-the L2 penalty's part, the update), however few columns the batch touches: on hashed text with
-2**18 columns and batches of 256 documents, those passes took most of a step's 300 us (the mean
-gradient and the update 135 us). Here a column whose gradient sum is zero only decays (L2) and
+A dense step of SGD reads and writes all n K + K parameters (K outputs: 1, or softmax's classes;
+the batch's sums, the mean gradient with the L2 penalty's part, the update), however few columns
+the batch touches: on hashed text with 2**18 columns and batches of 256 documents (K = 1), those
+passes took most of a step's 300 us (the mean gradient and the update 135 us). Here a column whose gradient sum is zero only decays (L2) and
 shrinks towards 0 (L1), and both are kept as two running numbers, a product and a sum
 (fastdp.kernels.numba_lazy): a step reads and writes its rows' columns, the intercept and a few
 numbers.
 
 fastdp.train's mini-batch loop takes these steps (`applies`) where the model is the dense steps'
 up to rounding and nothing reads the parameters between steps: one rank (there is no reduction
-to take part in), CSR rows, a scalar-margin loss on backend "numba", plain SGD (no momentum)
-with learning_rate * l2 < 1, and no callback, checkpoint, resume, balancer, deterministic mode or FASTDP_SLOWDOWN (`alone`). Nothing then happens between two steps
-but the learning rate's change, so an epoch's batches but its last are stepped in one compiled
+to take part in), CSR rows on backend "numba", any loss (a scalar-margin one or softmax), plain
+SGD (no momentum) with learning_rate * l2 < 1, and no callback, checkpoint, resume, balancer,
+deterministic mode or FASTDP_SLOWDOWN (`alone`). Nothing then happens between two steps but
+the learning rate's change, so an epoch's batches but its last are stepped in one compiled
 loop (`run`: no Python between steps); the last batch (`gradient`, `step`) also gives fit's
 gradient norm, as with dense steps that of the last batch's mean gradient, and every epoch ends
 with a flush (all parameters up to date for its objective and the convergence test).
@@ -39,18 +40,19 @@ TINY = 1e-150  # the running product is folded into the parameters before it fal
 
 
 class LazySteps:
-    """The lazy steps of one fit: the columns' values, marks and sums (kernels.numba_lazy's
-    `cols`), the running product of the steps' factors and sum of their L1 thresholds, and the
-    columns of the batch summed last. `cols` holds the coefficients; theta's are up to date
-    after a `flush` only (its intercept always is)."""
+    """The lazy steps of one fit: each column's coefficients (as q), mark and gradient sums
+    (kernels.numba_lazy's `cols`, (n, 2K + 1)), the running product of the steps' factors and
+    sum of their L1 thresholds, and the columns of the batch summed last. `cols` holds the
+    coefficients; theta's are up to date after a `flush` only (its intercept always is)."""
 
     def __init__(self, objective: Objective, batch_size: int, theta: np.ndarray) -> None:
         self.objective = objective
-        n = objective.n_features
+        n, K = objective.n_features, objective.K
         self.code = LOSS_CODES[objective.loss]
-        self.cols = np.empty((n, 3))
-        numba_lazy.lazy_load(theta[:n], self.cols)
+        self.cols = np.empty((n, 2 * K + 1))
+        numba_lazy.lazy_load(self._coef(theta), self.cols)
         self.now, self.a = 1.0, 0.0  # the product, the threshold sum
+        self.z, self.d_sum = np.empty(K), np.zeros(K)  # a row's margins; the intercept's sums
         # lazy_batch_sums writes entry k (the columns listed so far) at every non-zero
         indptr = objective.X.indptr
         longest = int(np.diff(indptr).max()) if indptr.size > 1 else 0
@@ -59,10 +61,15 @@ class LazySteps:
         self.count = 0
         self.grad_norm = math.nan  # |mean gradient| of the last epoch's last batch
 
+    def _coef(self, theta: np.ndarray) -> np.ndarray:
+        """theta's (or a buffer's) coefficients as an (n, K) view."""
+        objective = self.objective
+        return theta[:objective.n_coef].reshape(objective.n_features, objective.K)
+
     def flush(self, theta: np.ndarray) -> None:
-        """Bring theta's coefficients up to date (O(n)); the product starts again from 1, the
+        """Bring theta's coefficients up to date (O(n K)); the product starts again from 1, the
         threshold sum from 0."""
-        numba_lazy.lazy_flush(self.cols, self.now, self.a, theta[:self.objective.n_features])
+        numba_lazy.lazy_flush(self.cols, self.now, self.a, self._coef(theta))
         self.now, self.a = 1.0, 0.0
 
     def run(self, theta: np.ndarray, order: np.ndarray, batch_size: int,
@@ -74,12 +81,12 @@ class LazySteps:
         times their rows)."""
         start = time.perf_counter()
         objective = self.objective
-        X = objective.X
-        penalty = objective.penalty
+        X, penalty = objective.X, objective.penalty
         done, self.now, self.a, weighted = numba_lazy.lazy_batches(
             self.code, X.data, X.indices, X.indptr, order, batch_size, objective.y, self.cols,
-            theta, objective.fit_intercept, rates, penalty.l2, penalty.l1, self.now, self.a, TINY,
-            self.touched)
+            self._coef(theta), theta[objective.n_coef:],
+            objective.fit_intercept, rates, penalty.l2, penalty.l1, self.now, self.a, TINY,
+            self.touched, self.z, self.d_sum)
         objective.evaluations += done
         objective.compute_seconds += time.perf_counter() - start
         return done, weighted
@@ -87,42 +94,46 @@ class LazySteps:
     def gradient(self, theta: np.ndarray, rows: np.ndarray, last: bool) -> None:
         """The sums over the shard's rows `rows` (int64, distinct: a batch), as Objective.gradient
         leaves them in objective.buf (batch_loss, sums_total, signals and the counters too),
-        but for the gradient sums of the coefficients, which stay in cols. For an epoch's last
-        batch (last=True), also grad_norm: the norm of the mean gradient the dense step would
-        take, penalty included (one more read of all coefficients)."""
+        but for the gradient sums of the coefficients, which stay in `cols`. For an epoch's
+        last batch (last=True), also grad_norm: the norm of the mean gradient the dense step
+        would take, penalty included (one more read of all coefficients)."""
         start = time.perf_counter()
         objective = self.objective
-        n, size = objective.n_features, objective.size
+        n_coef, size = objective.n_coef, objective.size
         buf = objective.buf
         X = objective.X
-        self.k, buf[n], buf[size], objective.sums_total = numba_lazy.lazy_batch_sums(
-            self.code, X.data, X.indices, X.indptr, rows, objective.y, self.cols, theta[n],
-            self.now, self.a, self.touched)
+        self.k, buf[size], objective.sums_total = numba_lazy.lazy_batch_sums(
+            self.code, X.data, X.indices, X.indptr, rows, objective.y, self.cols, theta[n_coef:],
+            self.now, self.a, self.touched, self.z, self.d_sum)
+        buf[n_coef:size] = self.d_sum
         self.count = count = len(rows)
         buf[size + 1] = count
         objective.signals = buf[size + 2] = objective.signal
         objective.batch_loss = buf[size] / count
         objective.evaluations += 1
         if not math.isfinite(objective.sums_total):  # objective.nonfinite reads the dense sums
-            buf[:n] = 0.0
-            buf[self.touched[:self.k]] = self.cols[self.touched[:self.k], 2]
+            listed = self.touched[:self.k]
+            buf[:n_coef] = 0.0
+            self._coef(buf)[listed] = self.cols[listed, objective.K + 1:]
         elif last:
             self.grad_norm = self._grad_norm()
         objective.compute_seconds += time.perf_counter() - start
 
     def _grad_norm(self) -> float:
         """|sums / count + l2 * coef| over the coefficients (sums zero but on the listed
-        columns), and the intercept's sum / count if it is fitted: as kernels.mean_gradient."""
+        columns), and the intercept's sums / count if it is fitted: as kernels.mean_gradient."""
         objective = self.objective
         l2 = objective.penalty.l2
+        K = objective.K
         listed = self.touched[:self.k]
-        q = self.cols[listed, 0]
+        q = self.cols[listed, :K]
         coef = np.copysign(self.now * np.maximum(np.abs(q) - self.a, 0.0), q)
-        grad = self.cols[listed, 2] / self.count + l2 * coef
-        unlisted = numba_lazy.lazy_sum_squares(self.cols, self.now, self.a) - float(coef @ coef)
-        total = l2 * l2 * max(unlisted, 0.0) + float(grad @ grad)
+        grad = self.cols[listed, K + 1:] / self.count + l2 * coef
+        listed_squares = float(np.sum(coef * coef))
+        unlisted = numba_lazy.lazy_sum_squares(self.cols, self.now, self.a) - listed_squares
+        total = l2 * l2 * max(unlisted, 0.0) + float(np.sum(grad * grad))
         if objective.fit_intercept:
-            total += (objective.buf[objective.n_features] / self.count) ** 2
+            total += float(np.sum((self.d_sum / self.count) ** 2))
         return math.sqrt(total)
 
     def step(self, theta: np.ndarray, lr: float) -> None:
@@ -131,18 +142,18 @@ class LazySteps:
         objective = self.objective
         penalty = objective.penalty
         self.now, self.a = numba_lazy.lazy_step(
-            self.touched, self.k, self.cols, theta, objective.fit_intercept,
-            objective.buf[objective.n_features], float(self.count), self.now, self.a, lr,
+            self.touched, self.k, self.cols, self._coef(theta), theta[objective.n_coef:],
+            objective.fit_intercept, self.d_sum, float(self.count), self.now, self.a, lr,
             penalty.l2, penalty.l1, TINY)
 
 
 def alone(objective: Objective, rule: Any, *, callback: Any, checkpointing: bool) -> bool:
     """Nothing but the steps' arithmetic between two steps of SGD: one rank (no reduction, so
-    overlap=True has nothing to overlap either), a scalar-margin loss, the SGD rule, and no
-    callback, checkpoint or resume (checkpointing), balancer, deterministic mode or
-    FASTDP_SLOWDOWN. Lazy steps (`applies`) and fastdp.dense_steps's compiled loop take over the
-    training loop's steps only then."""
-    return (objective.comm.size == 1 and objective.K == 1 and isinstance(rule, SGD)
+    overlap=True has nothing to overlap either), the SGD rule, and no callback, checkpoint or
+    resume (checkpointing), balancer, deterministic mode or FASTDP_SLOWDOWN. Lazy steps
+    (`applies`) and fastdp.dense_steps's compiled loop take over the training loop's steps only
+    then."""
+    return (objective.comm.size == 1 and isinstance(rule, SGD)
             and callback is None and not checkpointing and objective.balancer is None
             and objective.tree is None and objective.slowdown == 1.0)
 
@@ -151,7 +162,7 @@ def applies(objective: Objective, rule: Any, learning_rate: float, *, callback: 
             checkpointing: bool) -> bool:
     """Does fastdp.train's mini-batch loop take lazy steps (module docstring)? `alone`, no
     momentum (its velocity moves every parameter), CSR rows, backend "numba" and
-    learning_rate * l2 < 1. rule: the fit's update rule; learning_rate: the
+    learning_rate * l2 < 1; any loss. rule: the fit's update rule; learning_rate: the
     schedule's largest (first) rate; checkpointing: a checkpoint is written or resumed from."""
     X = objective.X
     return (alone(objective, rule, callback=callback, checkpointing=checkpointing)

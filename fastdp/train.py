@@ -652,11 +652,11 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     first pass, again after rows move) when kernels.tiles_pay_off says so; it costs X's data and
     indices again in memory.
     FASTDP_CSR_TILES=0 in the environment turns it off (the report's csr_tiles says per rank).
-    Compiled steps: on one rank, mini-batch SGD on a scalar loss with no callback, checkpoint or
-    resume (fastdp.lazy_steps.alone) takes an epoch's steps but its last in one compiled loop:
-    over CSR rows lazily, each in O(its rows' non-zeros) (fastdp.lazy_steps: no momentum,
-    backend "numba"), over dense rows with a batch of at most dense_steps.SERIAL_VALUES
-    values (fastdp.dense_steps, either compiled backend). The model equals the loop's steps' up
+    Compiled steps: on one rank, mini-batch SGD with no callback, checkpoint or resume
+    (fastdp.lazy_steps.alone) takes an epoch's steps but its last in one compiled loop: over CSR
+    rows lazily, each in O(its rows' non-zeros) (fastdp.lazy_steps: any loss, no momentum,
+    backend "numba"), over dense rows with a scalar loss and a batch of at most
+    dense_steps.SERIAL_VALUES values (fastdp.dense_steps, either compiled backend). The model equals the loop's steps' up
     to rounding; a callback or checkpoint makes the loop take them.
     A NaN or inf in a step's reduced loss or gradient sums (or in a state about to be
     checkpointed) raises NonFiniteError on every rank, naming the step (epoch and batch too for

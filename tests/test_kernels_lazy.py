@@ -32,6 +32,15 @@ def true_coef(cols, now, a=0.0):
     return np.copysign(now * np.maximum(np.abs(cols[:, 0]) - a, 0.0), cols[:, 0])
 
 
+def batch_sums(loss, X, rows, y, cols, intercept, now, a, touched):
+    """lazy_batch_sums for a scalar loss: (k, intercept's sum, loss sum, total)."""
+    d_sum = np.empty(1)
+    k, loss_sum, total = numba_lazy.lazy_batch_sums(
+        LOSS_CODES[loss], X.data, X.indices, X.indptr, rows, y, cols, np.array([intercept]), now,
+        a, touched, np.empty(1), d_sum)
+    return k, d_sum[0], loss_sum, total
+
+
 def soft(w, cut):
     return np.copysign(np.maximum(np.abs(w) - cut, 0.0), w)
 
@@ -42,8 +51,7 @@ def test_batch_sums_are_the_csr_kernels_over_the_gathered_rows(loss, dtype, inde
     X, y, coef = problem(loss, dtype, index)
     rows = np.array([3, 7, 8, 20, 41, 59], dtype=np.int64)
     cols, touched = cols_of(coef), np.empty(X.shape[1] + 1, dtype=np.int64)
-    k, d_sum, loss_sum, total = numba_lazy.lazy_batch_sums(
-        LOSS_CODES[loss], X.data, X.indices, X.indptr, rows, y, cols, 0.3, 1.0, 0.0, touched)
+    k, d_sum, loss_sum, total = batch_sums(loss, X, rows, y, cols, 0.3, 1.0, 0.0, touched)
     B = X[rows]
     out = np.empty((1, X.shape[1] + 2))
     numba_sparse.csr_block_sums(LOSS_CODES[loss], B.data, B.indices, B.indptr, y[rows], coef,
@@ -66,13 +74,11 @@ def test_hinge_rows_past_the_margin_list_no_column():
     X = sp.csr_matrix(np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0]]))
     cols, touched = cols_of(np.array([1.0, 1.0, 1.0])), np.empty(4, dtype=np.int64)
     rows = np.array([0, 1])
-    k, d_sum, loss_sum, _ = numba_lazy.lazy_batch_sums(  # margins 3 and 3, y = 1: past it
-        LOSS_CODES["hinge"], X.data, X.indices, X.indptr, rows, np.array([1.0, 1.0]), cols, 0.0,
-        1.0, 0.0, touched)
+    k, d_sum, loss_sum, _ = batch_sums(  # margins 3 and 3, y = 1: past it
+        "hinge", X, rows, np.array([1.0, 1.0]), cols, 0.0, 1.0, 0.0, touched)
     assert (k, d_sum, loss_sum) == (0, 0.0, 0.0) and np.all(cols[:, 1:] == [1.0, 0.0])
-    k, d_sum, loss_sum, _ = numba_lazy.lazy_batch_sums(  # row 1 with y = -1: slack 4, d = 1
-        LOSS_CODES["hinge"], X.data, X.indices, X.indptr, rows, np.array([1.0, -1.0]), cols,
-        0.0, 1.0, 0.0, touched)
+    k, d_sum, loss_sum, _ = batch_sums(  # row 1 with y = -1: slack 4, d = 1
+        "hinge", X, rows, np.array([1.0, -1.0]), cols, 0.0, 1.0, 0.0, touched)
     assert (k, touched[0], d_sum, loss_sum) == (1, 1, 1.0, 4.0)
     assert np.array_equal(cols[:, 2], [0.0, 3.0, 0.0]) and np.array_equal(cols[:, 1], [1, -1, 1])
 
@@ -97,8 +103,7 @@ def test_steps_then_a_flush_are_the_dense_steps(loss, l2, l1):
         numba_sparse.csr_block_sums(LOSS_CODES[loss], B.data, B.indices, B.indptr, y[rows],
                                     dense, intercept, out, 4096)
         dense = soft(dense - lr * (out[0, :n] / len(rows) + l2 * dense), lr * l1)
-        k, *_ = numba_lazy.lazy_batch_sums(LOSS_CODES[loss], X.data, X.indices, X.indptr, rows,
-                                           y, cols, intercept, now, a, touched)
+        k, *_ = batch_sums(loss, X, rows, y, cols, intercept, now, a, touched)
         after, a_after = numba_lazy.lazy_batch_step(touched, k, cols, now, a, lr, l2, l1,
                                                     float(len(rows)))
         assert after == now * (1 - lr * l2) and a_after == a + lr * l1 / after
@@ -110,7 +115,7 @@ def test_steps_then_a_flush_are_the_dense_steps(loss, l2, l1):
         assert 0 < np.count_nonzero(dense == 0.0) < n
     assert numba_lazy.lazy_sum_squares(cols, now, a) == pytest.approx(dense @ dense, rel=1e-12)
     flushed = np.empty(n)
-    numba_lazy.lazy_flush(cols, now, a, flushed)
+    numba_lazy.lazy_flush(cols, now, a, flushed.reshape(n, 1))
     np.testing.assert_allclose(flushed, dense, rtol=1e-12, atol=1e-15)
     assert np.array_equal(cols[:, 0], flushed) and np.all(cols[:, 1] == 1.0)
 
@@ -123,9 +128,8 @@ def test_margins_read_the_decayed_and_shrunk_coefficients(a, coef):
     column to 0."""
     X = sp.csr_matrix(np.array([[2.0, 1.0, 4.0]]))
     cols, touched = cols_of(np.array([8.0, 1.5, -4.0])), np.empty(4, np.int64)
-    _, d_sum, _, _ = numba_lazy.lazy_batch_sums(LOSS_CODES["squared"], X.data, X.indices,
-                                                X.indptr, np.array([0]), np.array([0.0]), cols,
-                                                0.0, 0.125, a, touched)
+    _, d_sum, _, _ = batch_sums("squared", X, np.array([0]), np.array([0.0]), cols, 0.0, 0.125,
+                                a, touched)
     assert np.array_equal(true_coef(cols, 0.125, a), coef)
     assert d_sum == pytest.approx(2.0 * coef[0] + 1.0 * coef[1] + 4.0 * coef[2], rel=1e-15)
 
@@ -137,9 +141,8 @@ def test_a_column_the_threshold_took_to_zero_stays_there_until_its_gradient_move
     cols, touched = cols_of(np.array([1.0, 0.1])), np.empty(3, np.int64)
     now, a = 1.0, 0.0
     for step in range(6):
-        k, *_ = numba_lazy.lazy_batch_sums(LOSS_CODES["squared"], X.data, X.indices, X.indptr,
-                                           np.array([0]), np.array([3.0]), cols, 0.0, now, a,
-                                           touched)
+        k, *_ = batch_sums("squared", X, np.array([0]), np.array([3.0]), cols, 0.0, now, a,
+                           touched)
         assert list(touched[:k]) == [0]
         now, a = numba_lazy.lazy_batch_step(touched, k, cols, now, a, 0.4, 0.5, 0.1, 1.0)
         want = max(0.1 * 0.8 ** (step + 1) - 0.04 * sum(0.8 ** s for s in range(step + 1)), 0.0)
@@ -149,16 +152,15 @@ def test_a_column_the_threshold_took_to_zero_stays_there_until_its_gradient_move
 
 def test_load_sets_coefficients_up_to_date_without_sums():
     cols = np.full((3, 3), np.nan)
-    numba_lazy.lazy_load(np.array([1.0, -2.0, 3.0]), cols)
+    numba_lazy.lazy_load(np.array([[1.0], [-2.0], [3.0]]), cols)
     assert np.array_equal(cols, [[1.0, 1.0, 0.0], [-2.0, 1.0, 0.0], [3.0, 1.0, 0.0]])
 
 
 def test_total_is_non_finite_when_a_sum_is():
     X = sp.csr_matrix(np.array([[1e308, 1e308]]))
     cols, touched = cols_of(np.array([1.0, 1.0])), np.empty(3, np.int64)
-    _, _, loss_sum, total = numba_lazy.lazy_batch_sums(
-        LOSS_CODES["squared"], X.data, X.indices, X.indptr, np.array([0]), np.array([0.0]), cols,
-        0.0, 1.0, 0.0, touched)
+    _, _, loss_sum, total = batch_sums("squared", X, np.array([0]), np.array([0.0]), cols, 0.0,
+                                       1.0, 0.0, touched)
     assert not np.isfinite(loss_sum) and not np.isfinite(total)
 
 
@@ -169,9 +171,9 @@ def test_batches_stop_before_a_batch_whose_sums_are_not_finite():
 
     def run(rates):
         cols, theta = cols_of(np.array([0.5, -0.5, 0.25])), np.array([0.5, -0.5, 0.25, 0.1])
-        done, now, a, weighted = numba_lazy.lazy_batches(*args, cols, theta, True, rates, 0.1,
-                                                         0.05, 1.0, 0.0, 1e-150,
-                                                         np.empty(4, np.int64))
+        done, now, a, weighted = numba_lazy.lazy_batches(
+            *args, cols, theta[:3].reshape(3, 1), theta[3:], True, rates, 0.1, 0.05, 1.0, 0.0,
+            1e-150, np.empty(4, np.int64), np.empty(1), np.empty(1))
         return done, now, a, weighted, cols, theta
 
     done, now, a, weighted, cols, theta = run(np.array([0.2, 0.2]))
@@ -181,3 +183,33 @@ def test_batches_stop_before_a_batch_whose_sums_are_not_finite():
     assert weighted == one[3] == 0.5 * (0.5 - 1.0 + 0.1 - 1.0) ** 2
     assert np.array_equal(cols, one[4]) and np.array_equal(theta, one[5])
     assert np.all(cols[:, 1] == 1.0) and np.all(cols[:, 2] == 0.0)  # the bad batch left no trace
+
+
+def test_softmax_batch_sums_are_the_csr_kernels_over_the_gathered_rows():
+    """K = 4 classes: cols (n, 9) loaded from the coefficients (product 1, threshold sum 0),
+    each listed column's K sums as csr_softmax_block_sums gives them."""
+    X, _, _ = problem("logistic", seed=4)
+    n, K = X.shape[1], 4
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, K, X.shape[0])
+    coef, intercept = rng.standard_normal((n, K)), rng.standard_normal(K)
+    rows = np.array([0, 2, 9, 30, 44], dtype=np.int64)
+    cols = np.full((n, 2 * K + 1), np.nan)
+    numba_lazy.lazy_load(coef, cols)
+    assert np.array_equal(cols[:, :K], coef) and np.all(cols[:, K:] == np.eye(1, K + 1))
+    touched, d_sum = np.empty(n + 1, np.int64), np.empty(K)
+    k, loss_sum, total = numba_lazy.lazy_batch_sums(
+        LOSS_CODES["softmax"], X.data, X.indices, X.indptr, rows, y, cols, intercept, 1.0, 0.0,
+        touched, np.empty(K), d_sum)
+    sums = cols[:, K + 1:]
+    B = X[rows]
+    out = np.empty((1, n * K + K + 1))
+    numba_sparse.csr_softmax_block_sums(B.data, B.indices, B.indptr, y[rows], coef, intercept,
+                                        out, 4096)
+    listed = touched[:k]
+    assert sorted(listed.tolist()) == sorted(set(B.indices.tolist()))  # every column of the rows
+    np.testing.assert_allclose(sums, out[0, :n * K].reshape(n, K), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(d_sum, out[0, n * K:-1], rtol=1e-12, atol=1e-13)
+    assert loss_sum == pytest.approx(out[0, -1], rel=1e-12)
+    assert np.array_equal(cols[:, :K], coef) and np.all(cols[listed, K] == -1.0)
+    assert total == pytest.approx(loss_sum + d_sum.sum() + sums.sum(), rel=1e-12, abs=1e-12)

@@ -80,6 +80,51 @@ def test_lazy_steps_give_the_dense_steps_model(monkeypatch, loss, kwargs):
         assert lazy.intercept == 0.0
 
 
+def labelled(K, rows=500, n=2000, seed=0):
+    """hashed()'s rows with K classes: the argmax of K random linear scores."""
+    X, _ = hashed(rows=rows, n=n, seed=seed)
+    scores = X @ np.random.default_rng(seed + 1).standard_normal((n, K))
+    return X, np.argmax(scores, axis=1).astype(np.int64)
+
+
+@pytest.mark.parametrize("K", [2, 5])
+@pytest.mark.parametrize("kwargs", [
+    {"batch_size": 32, "alpha": 1e-3},
+    {"batch_size": 7, "alpha": 0.01, "schedule": "invscaling", "fit_intercept": False},
+    {"batch_size": 40, "alpha": 0.02, "l1_ratio": 0.5},
+    {"batch_size": 1000, "alpha": 1e-3},  # one batch an epoch
+])
+def test_softmax_lazy_steps_give_the_dense_steps_model(monkeypatch, K, kwargs):
+    """Softmax over K classes: each column's K coefficients decay and shrink together."""
+    X, y = labelled(K)
+    kwargs = {"loss": "softmax", "n_classes": K, "solver": "sgd", "max_iter": 3, "tol": 0,
+              "learning_rate": 0.1, **kwargs}
+    calls = counting(monkeypatch)
+    lazy = fit(X, y, **kwargs)
+    assert len(calls) == 3 * -(-X.shape[0] // kwargs["batch_size"])
+    dense = dense_too(X, y, **kwargs)
+    scale = np.abs(dense.coef).max()
+    assert lazy.coef.shape == dense.coef.shape == (X.shape[1], K)
+    np.testing.assert_allclose(lazy.coef, dense.coef, rtol=1e-11, atol=1e-12 * scale)
+    np.testing.assert_allclose(lazy.intercept, dense.intercept, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(lazy.loss_history, dense.loss_history, rtol=1e-11)
+    assert lazy.grad_norm == pytest.approx(dense.grad_norm, rel=1e-9)
+    if kwargs.get("l1_ratio"):
+        assert np.array_equal(lazy.coef == 0.0, dense.coef == 0.0) and np.any(dense.coef == 0.0)
+
+
+def test_softmax_divergence_raises_on_the_step_the_dense_one_does():
+    X, y = labelled(3, seed=6)
+    X = sp.csr_matrix(X * 1e160)  # the first steps' coefficients ~1e160: margins overflow
+    kwargs = {"loss": "softmax", "n_classes": 3, "solver": "sgd", "batch_size": 16,
+              "max_iter": 3, "tol": 0, "learning_rate": 10.0, "alpha": 1e-4}
+    with pytest.raises(NonFiniteError) as lazy:
+        fit(X, y, **kwargs)
+    with pytest.raises(NonFiniteError) as dense:
+        dense_too(X, y, **kwargs)
+    assert str(lazy.value) == str(dense.value)
+
+
 @pytest.mark.parametrize("l1_ratio", [0.15, 1.0])
 def test_the_l1_threshold_zeroes_the_coefficients_the_dense_steps_zero(l1_ratio):
     """Elastic net on hashed text, lazily: the same coefficients at exactly 0 as the dense
@@ -135,7 +180,7 @@ def test_the_compiled_loop_takes_bitwise_the_steps_one_at_a_time(monkeypatch, al
 
 
 @pytest.mark.parametrize("change", [
-    {"momentum": 0.9}, {"loss": "softmax", "n_classes": 2},
+    {"momentum": 0.9},
     {"backend": "cython"}, {"backend": "numpy"}, {"deterministic": True},
     {"rebalance": True}, {"learning_rate": 10.0}, {"solver": "adam"}, {"dense": True},
 ])
@@ -146,8 +191,6 @@ def test_dense_steps_where_lazy_ones_would_differ(monkeypatch, change):
     change = dict(change)
     if change.pop("dense", False):
         X = X.toarray()
-    if change.get("loss") == "softmax":
-        y = (y > 0).astype(np.int64)
     calls = counting(monkeypatch)
     fit(X, y, **{"loss": "hinge", "solver": "sgd", "batch_size": 64, "max_iter": 1,
                  "alpha": 0.1, "learning_rate": 0.05, "tol": 0, **change})
