@@ -264,7 +264,9 @@ class LogisticRegression(_Classifier):
             result = self._fit_linear(X, target, comm, loss="softmax", alpha=alpha,
                                       l1_ratio=self.l1_ratio, n_classes=K,
                                       smooth=self.l1_ratio == 0, checkpointing=checkpointing)
-            self.coef_ = np.ascontiguousarray(result.coef.T)
+            # (K, n) as scikit-learn's, a view of the fit's (n, K): no transposing copy, and
+            # X @ coef_.T reads the (n, K) array in place (SciPy copies an F-ordered one)
+            self.coef_ = result.coef.T
             self.intercept_ = np.array(result.intercept, dtype=float)
         self.n_iter_ = max(int(result.n_iter), 1)
         self.fit_result_ = result
