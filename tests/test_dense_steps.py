@@ -112,6 +112,9 @@ def test_applies_to_one_rank_dense_plain_sgd_small_batches():
     assert not dense_steps.applies(objective, rule, 64, **{**default, "checkpointing": True})
     assert not dense_steps.applies(objective, rule, 64, **{**default, "callback": print})
     assert not lazy_steps.applies(objective, rule, 0.1, **default)  # dense rows: not lazy
+    softmax = train.Objective(X, (y > 0).astype(np.intp), "softmax", 2,
+                              optim.Penalty(0.1, 0.0, 24), True, "cython", world(), [range(2000)])
+    assert not dense_steps.applies(softmax, optim.SGD(26), 64, **default)  # scalar losses only
 
 
 def test_a_diverging_run_raises_on_the_step_the_loop_does():
