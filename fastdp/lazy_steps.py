@@ -84,9 +84,8 @@ class LazySteps:
         X, penalty = objective.X, objective.penalty
         done, self.now, self.a, weighted = numba_lazy.lazy_batches(
             self.code, X.data, X.indices, X.indptr, order, batch_size, objective.y, self.cols,
-            self._coef(theta), theta[objective.n_coef:],
-            objective.fit_intercept, rates, penalty.l2, penalty.l1, self.now, self.a, TINY,
-            self.touched, self.z, self.d_sum)
+            self._coef(theta), theta[objective.n_coef:], objective.fit_intercept, rates,
+            penalty.l2, penalty.l1, self.now, self.a, TINY, self.touched, self.z, self.d_sum)
         objective.evaluations += done
         objective.compute_seconds += time.perf_counter() - start
         return done, weighted
