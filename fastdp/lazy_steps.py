@@ -3,10 +3,10 @@
 A dense step of SGD reads and writes all n K + K parameters (K outputs: 1, or softmax's classes;
 the batch's sums, the mean gradient with the L2 penalty's part, the update), however few columns
 the batch touches: on hashed text with 2**18 columns and batches of 256 documents (K = 1), those
-passes took most of a step's 300 us (the mean gradient and the update 135 us). Here a column whose gradient sum is zero only decays (L2) and
-shrinks towards 0 (L1), and both are kept as two running numbers, a product and a sum
-(fastdp.kernels.numba_lazy): a step reads and writes its rows' columns, the intercept and a few
-numbers.
+passes took most of a step's 300 us (the mean gradient and the update 135 us). Here a column
+whose gradient sum is zero only decays (L2) and shrinks towards 0 (L1), and both are kept as two
+running numbers, a product and a sum (fastdp.kernels.numba_lazy): a step reads and writes its
+rows' columns, the intercept and a few numbers.
 
 fastdp.train's mini-batch loop takes these steps (`applies`) where the model is the dense steps'
 up to rounding and nothing reads the parameters between steps: one rank (there is no reduction
@@ -40,17 +40,19 @@ TINY = 1e-150  # the running product is folded into the parameters before it fal
 
 
 class LazySteps:
-    """The lazy steps of one fit: each column's coefficients (as q), mark and gradient sums
-    (kernels.numba_lazy's `cols`, (n, 2K + 1)), the running product of the steps' factors and
-    sum of their L1 thresholds, and the columns of the batch summed last. `cols` holds the
+    """The lazy steps of one fit: each column's coefficients (as q) and gradient sums
+    (kernels.numba_lazy's `cols`, (n, 2K)) and its mark (a bit of `marks`), the running product
+    of the steps' factors and sum of their L1 thresholds, and the columns of the batch summed
+    last. `cols` holds the
     coefficients; theta's are up to date after a `flush` only (its intercept always is)."""
 
     def __init__(self, objective: Objective, batch_size: int, theta: np.ndarray) -> None:
         self.objective = objective
         n, K = objective.n_features, objective.K
         self.code = LOSS_CODES[objective.loss]
-        self.cols = np.empty((n, 2 * K + 1))
+        self.cols = np.empty((n, 2 * K))
         numba_lazy.lazy_load(self._coef(theta), self.cols)
+        self.marks = np.zeros((n + 7) // 8, dtype=np.uint8)
         self.now, self.a = 1.0, 0.0  # the product, the threshold sum
         self.z, self.d_sum = np.empty(K), np.zeros(K)  # a row's margins; the intercept's sums
         # lazy_batch_sums writes entry k (the columns listed so far) at every non-zero
@@ -84,7 +86,7 @@ class LazySteps:
         X, penalty = objective.X, objective.penalty
         done, self.now, self.a, weighted = numba_lazy.lazy_batches(
             self.code, X.data, X.indices, X.indptr, order, batch_size, objective.y, self.cols,
-            self._coef(theta), theta[objective.n_coef:], objective.fit_intercept, rates,
+            self.marks, self._coef(theta), theta[objective.n_coef:], objective.fit_intercept, rates,
             penalty.l2, penalty.l1, self.now, self.a, TINY, self.touched, self.z, self.d_sum)
         objective.evaluations += done
         objective.compute_seconds += time.perf_counter() - start
@@ -102,8 +104,8 @@ class LazySteps:
         buf = objective.buf
         X = objective.X
         self.k, buf[size], objective.sums_total = numba_lazy.lazy_batch_sums(
-            self.code, X.data, X.indices, X.indptr, rows, objective.y, self.cols, theta[n_coef:],
-            self.now, self.a, self.touched, self.z, self.d_sum)
+            self.code, X.data, X.indices, X.indptr, rows, objective.y, self.cols, self.marks,
+            theta[n_coef:], self.now, self.a, self.touched, self.z, self.d_sum)
         buf[n_coef:size] = self.d_sum
         self.count = count = len(rows)
         buf[size + 1] = count
@@ -113,7 +115,7 @@ class LazySteps:
         if not math.isfinite(objective.sums_total):  # objective.nonfinite reads the dense sums
             listed = self.touched[:self.k]
             buf[:n_coef] = 0.0
-            self._coef(buf)[listed] = self.cols[listed, objective.K + 1:]
+            self._coef(buf)[listed] = self.cols[listed, objective.K:]
         elif last:
             self.grad_norm = self._grad_norm()
         objective.compute_seconds += time.perf_counter() - start
@@ -127,7 +129,7 @@ class LazySteps:
         listed = self.touched[:self.k]
         q = self.cols[listed, :K]
         coef = np.copysign(self.now * np.maximum(np.abs(q) - self.a, 0.0), q)
-        grad = self.cols[listed, K + 1:] / self.count + l2 * coef
+        grad = self.cols[listed, K:] / self.count + l2 * coef
         listed_squares = float(np.sum(coef * coef))
         unlisted = numba_lazy.lazy_sum_squares(self.cols, self.now, self.a) - listed_squares
         total = l2 * l2 * max(unlisted, 0.0) + float(np.sum(grad * grad))
@@ -141,9 +143,9 @@ class LazySteps:
         objective = self.objective
         penalty = objective.penalty
         self.now, self.a = numba_lazy.lazy_step(
-            self.touched, self.k, self.cols, self._coef(theta), theta[objective.n_coef:],
-            objective.fit_intercept, self.d_sum, float(self.count), self.now, self.a, lr,
-            penalty.l2, penalty.l1, TINY)
+            self.touched, self.k, self.cols, self.marks, self._coef(theta),
+            theta[objective.n_coef:], objective.fit_intercept, self.d_sum, float(self.count),
+            self.now, self.a, lr, penalty.l2, penalty.l1, TINY)
 
 
 def alone(objective: Objective, rule: Any, *, callback: Any, checkpointing: bool) -> bool:

@@ -24,20 +24,30 @@ def problem(loss, dtype=np.float64, index=np.int32, rows=60, n=40, seed=0):
 
 
 def cols_of(q):
-    """numba_lazy's per-column array: [q, mark, sum], unmarked and with no sums."""
-    return np.column_stack([q, np.ones_like(q), np.zeros_like(q)])
+    """numba_lazy's per-column array for a scalar loss: [q, sum], with no sums."""
+    return np.column_stack([q, np.zeros_like(q)])
+
+
+def marks_of(cols):
+    """No column marked: numba_lazy's bitmap for cols' columns."""
+    return np.zeros((cols.shape[0] + 7) // 8, dtype=np.uint8)
+
+
+def marked(marks, n):
+    """The columns whose bit is set."""
+    return np.flatnonzero(np.unpackbits(marks, bitorder="little")[:n])
 
 
 def true_coef(cols, now, a=0.0):
     return np.copysign(now * np.maximum(np.abs(cols[:, 0]) - a, 0.0), cols[:, 0])
 
 
-def batch_sums(loss, X, rows, y, cols, intercept, now, a, touched):
+def batch_sums(loss, X, rows, y, cols, marks, intercept, now, a, touched):
     """lazy_batch_sums for a scalar loss: (k, intercept's sum, loss sum, total)."""
     d_sum = np.empty(1)
     k, loss_sum, total = numba_lazy.lazy_batch_sums(
-        LOSS_CODES[loss], X.data, X.indices, X.indptr, rows, y, cols, np.array([intercept]), now,
-        a, touched, np.empty(1), d_sum)
+        LOSS_CODES[loss], X.data, X.indices, X.indptr, rows, y, cols, marks,
+        np.array([intercept]), now, a, touched, np.empty(1), d_sum)
     return k, d_sum[0], loss_sum, total
 
 
@@ -51,7 +61,8 @@ def test_batch_sums_are_the_csr_kernels_over_the_gathered_rows(loss, dtype, inde
     X, y, coef = problem(loss, dtype, index)
     rows = np.array([3, 7, 8, 20, 41, 59], dtype=np.int64)
     cols, touched = cols_of(coef), np.empty(X.shape[1] + 1, dtype=np.int64)
-    k, d_sum, loss_sum, total = batch_sums(loss, X, rows, y, cols, 0.3, 1.0, 0.0, touched)
+    marks = marks_of(cols)
+    k, d_sum, loss_sum, total = batch_sums(loss, X, rows, y, cols, marks, 0.3, 1.0, 0.0, touched)
     B = X[rows]
     out = np.empty((1, X.shape[1] + 2))
     numba_sparse.csr_block_sums(LOSS_CODES[loss], B.data, B.indices, B.indptr, y[rows], coef,
@@ -59,13 +70,14 @@ def test_batch_sums_are_the_csr_kernels_over_the_gathered_rows(loss, dtype, inde
     listed = touched[:k]
     assert len(set(listed.tolist())) == k  # each column once
     sums = np.zeros(X.shape[1])
-    sums[listed] = cols[listed, 2]
+    sums[listed] = cols[listed, 1]
     np.testing.assert_allclose(sums, out[0, :-2], rtol=1e-12, atol=1e-13)
     assert d_sum == pytest.approx(out[0, -2], rel=1e-12, abs=1e-13)
     assert loss_sum == pytest.approx(out[0, -1], rel=1e-12)
     # the listed columns are those with a non-zero sum, or in a row whose derivative is not 0
     assert set(np.flatnonzero(sums).tolist()) <= set(listed.tolist()) <= set(B.indices.tolist())
-    assert np.all(cols[listed, 1] == -1.0) and np.all(np.delete(cols[:, 1], listed) == 1.0)
+    assert np.array_equal(marked(marks, X.shape[1]), np.sort(listed))
+    assert np.all(np.delete(cols[:, 1], listed) == 0.0)
     assert np.array_equal(cols[:, 0], coef)  # the margins read the coefficients, never move them
     assert total == pytest.approx(d_sum + loss_sum + sums.sum(), rel=1e-12)
 
@@ -73,14 +85,16 @@ def test_batch_sums_are_the_csr_kernels_over_the_gathered_rows(loss, dtype, inde
 def test_hinge_rows_past_the_margin_list_no_column():
     X = sp.csr_matrix(np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0]]))
     cols, touched = cols_of(np.array([1.0, 1.0, 1.0])), np.empty(4, dtype=np.int64)
+    marks = marks_of(cols)
     rows = np.array([0, 1])
     k, d_sum, loss_sum, _ = batch_sums(  # margins 3 and 3, y = 1: past it
-        "hinge", X, rows, np.array([1.0, 1.0]), cols, 0.0, 1.0, 0.0, touched)
-    assert (k, d_sum, loss_sum) == (0, 0.0, 0.0) and np.all(cols[:, 1:] == [1.0, 0.0])
+        "hinge", X, rows, np.array([1.0, 1.0]), cols, marks, 0.0, 1.0, 0.0, touched)
+    assert (k, d_sum, loss_sum) == (0, 0.0, 0.0) and np.all(cols[:, 1] == 0.0)
+    assert not marks.any()
     k, d_sum, loss_sum, _ = batch_sums(  # row 1 with y = -1: slack 4, d = 1
-        "hinge", X, rows, np.array([1.0, -1.0]), cols, 0.0, 1.0, 0.0, touched)
+        "hinge", X, rows, np.array([1.0, -1.0]), cols, marks, 0.0, 1.0, 0.0, touched)
     assert (k, touched[0], d_sum, loss_sum) == (1, 1, 1.0, 4.0)
-    assert np.array_equal(cols[:, 2], [0.0, 3.0, 0.0]) and np.array_equal(cols[:, 1], [1, -1, 1])
+    assert np.array_equal(cols[:, 1], [0.0, 3.0, 0.0]) and list(marked(marks, 3)) == [1]
 
 
 @pytest.mark.parametrize("l2,l1", [(0.05, 0.0), (0.05, 0.3), (0.0, 0.5)])
@@ -93,6 +107,7 @@ def test_steps_then_a_flush_are_the_dense_steps(loss, l2, l1):
     n, intercept = X.shape[1], 0.1
     dense = coef.copy()
     cols, touched = cols_of(coef), np.empty(n + 1, dtype=np.int64)
+    marks = marks_of(cols)
     now, a = 1.0, 0.0
     rng = np.random.default_rng(3)
     for step in range(12):
@@ -103,12 +118,12 @@ def test_steps_then_a_flush_are_the_dense_steps(loss, l2, l1):
         numba_sparse.csr_block_sums(LOSS_CODES[loss], B.data, B.indices, B.indptr, y[rows],
                                     dense, intercept, out, 4096)
         dense = soft(dense - lr * (out[0, :n] / len(rows) + l2 * dense), lr * l1)
-        k, *_ = batch_sums(loss, X, rows, y, cols, intercept, now, a, touched)
-        after, a_after = numba_lazy.lazy_batch_step(touched, k, cols, now, a, lr, l2, l1,
+        k, *_ = batch_sums(loss, X, rows, y, cols, marks, intercept, now, a, touched)
+        after, a_after = numba_lazy.lazy_batch_step(touched, k, cols, marks, now, a, lr, l2, l1,
                                                     float(len(rows)))
         assert after == now * (1 - lr * l2) and a_after == a + lr * l1 / after
         now, a = after, a_after
-        assert np.all(cols[:, 2] == 0.0) and np.all(cols[:, 1] == 1.0)  # sums cleared, unmarked
+        assert np.all(cols[:, 1] == 0.0) and not marks.any()  # sums cleared, unmarked
         np.testing.assert_allclose(true_coef(cols, now, a), dense, rtol=1e-12, atol=1e-15)
     if l1:  # the threshold took some coefficients to 0, exactly as the dense steps do
         assert np.array_equal(true_coef(cols, now, a) == 0.0, dense == 0.0)
@@ -117,7 +132,7 @@ def test_steps_then_a_flush_are_the_dense_steps(loss, l2, l1):
     flushed = np.empty(n)
     numba_lazy.lazy_flush(cols, now, a, flushed.reshape(n, 1))
     np.testing.assert_allclose(flushed, dense, rtol=1e-12, atol=1e-15)
-    assert np.array_equal(cols[:, 0], flushed) and np.all(cols[:, 1] == 1.0)
+    assert np.array_equal(cols[:, 0], flushed) and np.all(cols[:, 1] == 0.0)
 
 
 @pytest.mark.parametrize("a,coef", [(0.0, [1.0, 0.1875, -0.5]), (2.0, [0.75, 0.0, -0.25])])
@@ -128,8 +143,8 @@ def test_margins_read_the_decayed_and_shrunk_coefficients(a, coef):
     column to 0."""
     X = sp.csr_matrix(np.array([[2.0, 1.0, 4.0]]))
     cols, touched = cols_of(np.array([8.0, 1.5, -4.0])), np.empty(4, np.int64)
-    _, d_sum, _, _ = batch_sums("squared", X, np.array([0]), np.array([0.0]), cols, 0.0, 0.125,
-                                a, touched)
+    _, d_sum, _, _ = batch_sums("squared", X, np.array([0]), np.array([0.0]), cols,
+                                marks_of(cols), 0.0, 0.125, a, touched)
     assert np.array_equal(true_coef(cols, 0.125, a), coef)
     assert d_sum == pytest.approx(2.0 * coef[0] + 1.0 * coef[1] + 4.0 * coef[2], rel=1e-15)
 
@@ -139,28 +154,29 @@ def test_a_column_the_threshold_took_to_zero_stays_there_until_its_gradient_move
     takes it to 0 in the third step, and it stays 0 however many steps follow."""
     X = sp.csr_matrix(np.array([[1.0, 0.0]]))
     cols, touched = cols_of(np.array([1.0, 0.1])), np.empty(3, np.int64)
+    marks = marks_of(cols)
     now, a = 1.0, 0.0
     for step in range(6):
-        k, *_ = batch_sums("squared", X, np.array([0]), np.array([3.0]), cols, 0.0, now, a,
-                           touched)
+        k, *_ = batch_sums("squared", X, np.array([0]), np.array([3.0]), cols, marks, 0.0, now,
+                           a, touched)
         assert list(touched[:k]) == [0]
-        now, a = numba_lazy.lazy_batch_step(touched, k, cols, now, a, 0.4, 0.5, 0.1, 1.0)
+        now, a = numba_lazy.lazy_batch_step(touched, k, cols, marks, now, a, 0.4, 0.5, 0.1, 1.0)
         want = max(0.1 * 0.8 ** (step + 1) - 0.04 * sum(0.8 ** s for s in range(step + 1)), 0.0)
         assert true_coef(cols, now, a)[1] == pytest.approx(want, abs=1e-16)
     assert true_coef(cols, now, a)[1] == 0.0
 
 
 def test_load_sets_coefficients_up_to_date_without_sums():
-    cols = np.full((3, 3), np.nan)
+    cols = np.full((3, 2), np.nan)
     numba_lazy.lazy_load(np.array([[1.0], [-2.0], [3.0]]), cols)
-    assert np.array_equal(cols, [[1.0, 1.0, 0.0], [-2.0, 1.0, 0.0], [3.0, 1.0, 0.0]])
+    assert np.array_equal(cols, [[1.0, 0.0], [-2.0, 0.0], [3.0, 0.0]])
 
 
 def test_total_is_non_finite_when_a_sum_is():
     X = sp.csr_matrix(np.array([[1e308, 1e308]]))
     cols, touched = cols_of(np.array([1.0, 1.0])), np.empty(3, np.int64)
-    _, _, loss_sum, total = batch_sums("squared", X, np.array([0]), np.array([0.0]), cols, 0.0,
-                                       1.0, 0.0, touched)
+    _, _, loss_sum, total = batch_sums("squared", X, np.array([0]), np.array([0.0]), cols,
+                                       marks_of(cols), 0.0, 1.0, 0.0, touched)
     assert not np.isfinite(loss_sum) and not np.isfinite(total)
 
 
@@ -171,9 +187,11 @@ def test_batches_stop_before_a_batch_whose_sums_are_not_finite():
 
     def run(rates):
         cols, theta = cols_of(np.array([0.5, -0.5, 0.25])), np.array([0.5, -0.5, 0.25, 0.1])
+        marks = marks_of(cols)
         done, now, a, weighted = numba_lazy.lazy_batches(
-            *args, cols, theta[:3].reshape(3, 1), theta[3:], True, rates, 0.1, 0.05, 1.0, 0.0,
-            1e-150, np.empty(4, np.int64), np.empty(1), np.empty(1))
+            *args, cols, marks, theta[:3].reshape(3, 1), theta[3:], True, rates, 0.1, 0.05, 1.0,
+            0.0, 1e-150, np.empty(4, np.int64), np.empty(1), np.empty(1))
+        assert not marks.any()  # the bad batch left no column marked
         return done, now, a, weighted, cols, theta
 
     done, now, a, weighted, cols, theta = run(np.array([0.2, 0.2]))
@@ -182,11 +200,11 @@ def test_batches_stop_before_a_batch_whose_sums_are_not_finite():
     assert a == one[2] == 0.2 * 0.05 / now
     assert weighted == one[3] == 0.5 * (0.5 - 1.0 + 0.1 - 1.0) ** 2
     assert np.array_equal(cols, one[4]) and np.array_equal(theta, one[5])
-    assert np.all(cols[:, 1] == 1.0) and np.all(cols[:, 2] == 0.0)  # the bad batch left no trace
+    assert np.all(cols[:, 1] == 0.0)  # the bad batch left no sums
 
 
 def test_softmax_batch_sums_are_the_csr_kernels_over_the_gathered_rows():
-    """K = 4 classes: cols (n, 9) loaded from the coefficients (product 1, threshold sum 0),
+    """K = 4 classes: cols (n, 8) loaded from the coefficients (product 1, threshold sum 0),
     each listed column's K sums as csr_softmax_block_sums gives them."""
     X, _, _ = problem("logistic", seed=4)
     n, K = X.shape[1], 4
@@ -194,14 +212,14 @@ def test_softmax_batch_sums_are_the_csr_kernels_over_the_gathered_rows():
     y = rng.integers(0, K, X.shape[0])
     coef, intercept = rng.standard_normal((n, K)), rng.standard_normal(K)
     rows = np.array([0, 2, 9, 30, 44], dtype=np.int64)
-    cols = np.full((n, 2 * K + 1), np.nan)
+    cols = np.full((n, 2 * K), np.nan)
     numba_lazy.lazy_load(coef, cols)
-    assert np.array_equal(cols[:, :K], coef) and np.all(cols[:, K:] == np.eye(1, K + 1))
-    touched, d_sum = np.empty(n + 1, np.int64), np.empty(K)
+    assert np.array_equal(cols[:, :K], coef) and np.all(cols[:, K:] == 0.0)
+    touched, d_sum, marks = np.empty(n + 1, np.int64), np.empty(K), marks_of(cols)
     k, loss_sum, total = numba_lazy.lazy_batch_sums(
-        LOSS_CODES["softmax"], X.data, X.indices, X.indptr, rows, y, cols, intercept, 1.0, 0.0,
-        touched, np.empty(K), d_sum)
-    sums = cols[:, K + 1:]
+        LOSS_CODES["softmax"], X.data, X.indices, X.indptr, rows, y, cols, marks, intercept, 1.0,
+        0.0, touched, np.empty(K), d_sum)
+    sums = cols[:, K:]
     B = X[rows]
     out = np.empty((1, n * K + K + 1))
     numba_sparse.csr_softmax_block_sums(B.data, B.indices, B.indptr, y[rows], coef, intercept,
@@ -211,5 +229,6 @@ def test_softmax_batch_sums_are_the_csr_kernels_over_the_gathered_rows():
     np.testing.assert_allclose(sums, out[0, :n * K].reshape(n, K), rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(d_sum, out[0, n * K:-1], rtol=1e-12, atol=1e-13)
     assert loss_sum == pytest.approx(out[0, -1], rel=1e-12)
-    assert np.array_equal(cols[:, :K], coef) and np.all(cols[listed, K] == -1.0)
+    assert np.array_equal(cols[:, :K], coef)
+    assert np.array_equal(marked(marks, n), np.sort(listed))
     assert total == pytest.approx(loss_sum + d_sum.sum() + sums.sum(), rel=1e-12, abs=1e-12)
