@@ -20,9 +20,10 @@ and A at the present step; a coefficient updated at step u to v holds q = sign(v
 + A_u). Without L1, a stays 0 and q = v / P_u. The sums are the batch's gradient sums (zero
 between batches). The passes read columns at random, so a column's record is as small as it can
 be: with K = 1, 16 bytes, four to a cache line, whose q and sum the margins and the sums read
-together, and a bitmap small enough for L2 (128 KiB for 2**20 columns). One array for q and the
-sums instead of two made a batch of 256 rows 1.3x faster on 2**20 hashed columns; the marks as
-bits instead of a third value in each record (24 bytes) took one epoch on 100,000 x 2**20
+together, and a bitmap small enough for L2 (128 KiB for 2**20 columns). A column's values in
+one record instead of one array each made a batch of 256 rows 1.3x faster on 2**20 hashed
+columns (three values then, against three arrays); the marks as bits instead of a third value
+in each record (24 bytes) took one epoch on 100,000 x 2**20
 hashed rows (hinge, batches of 256) from 302-342 to 221-231 ms in three alternating rounds (on
 2**18 columns, whose 6 MB of records fit in L3 either way, within noise).
 
