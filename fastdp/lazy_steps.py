@@ -43,8 +43,8 @@ class LazySteps:
     """The lazy steps of one fit: each column's coefficients (as q) and gradient sums
     (kernels.numba_lazy's `cols`, (n, 2K)) and its mark (a bit of `marks`), the running product
     of the steps' factors and sum of their L1 thresholds, and the columns of the batch summed
-    last. `cols` holds the
-    coefficients; theta's are up to date after a `flush` only (its intercept always is)."""
+    last. `cols` holds the coefficients; theta's are up to date after a `flush` only (its
+    intercept always is)."""
 
     def __init__(self, objective: Objective, batch_size: int, theta: np.ndarray) -> None:
         self.objective = objective
