@@ -23,9 +23,10 @@ be: with K = 1, 16 bytes, four to a cache line, whose q and sum the margins and 
 together, and a bitmap small enough for L2 (128 KiB for 2**20 columns). A column's values in
 one record instead of one array each made a batch of 256 rows 1.3x faster on 2**20 hashed
 columns (three values then, against three arrays); the marks as bits instead of a third value
-in each record (24 bytes) took one epoch on 100,000 x 2**20
-hashed rows (hinge, batches of 256) from 302-342 to 221-231 ms in three alternating rounds (on
-2**18 columns, whose 6 MB of records fit in L3 either way, within noise).
+in each record (24 bytes) took `fastdp bench peers --skip dense csr ddp` (one SGD epoch on
+200,000 x 2**20 hashed rows, hinge, batches of 256) from 638-645 to 479-554 ms in two
+alternating rounds (on the fortunes corpus's 2**18 columns, whose 6 MB of records fit in L3
+either way, within noise).
 
 lazy_batch_sums computes the margins from the true coefficients and adds the gradient to the
 sums, listing the columns it adds to; lazy_batch_step updates those columns with the dense
@@ -40,11 +41,11 @@ Serial kernels: a batch's work is small, and waking threads costs more (numba_fi
 import numpy as np
 from numba import njit
 
+from .losses import LOSS_CODES
 from .numba_dense import FASTMATH, pointwise, softmax_row
 from .numba_mean import SUM_FASTMATH
 
-
-SOFTMAX = 4  # losses.LOSS_CODES["softmax"]
+SOFTMAX = LOSS_CODES["softmax"]
 
 
 @njit(inline="always", cache=True)
