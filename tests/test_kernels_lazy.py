@@ -172,6 +172,20 @@ def test_load_sets_coefficients_up_to_date_without_sums():
     assert np.array_equal(cols, [[1.0, 0.0], [-2.0, 0.0], [3.0, 0.0]])
 
 
+@pytest.mark.parametrize("K", [1, 3])
+def test_flush_writes_the_true_coefficients_for_any_number_of_outputs(K):
+    """K = 1 takes its own loop in lazy_load and lazy_flush; both give what the formula does."""
+    coef = np.random.default_rng(K).standard_normal((50, K))
+    cols = np.full((50, 2 * K), np.nan)
+    numba_lazy.lazy_load(coef, cols)
+    assert np.array_equal(cols, np.hstack([coef, np.zeros((50, K))]))
+    flushed = np.full((50, K), np.nan)
+    numba_lazy.lazy_flush(cols, 0.5, 0.25, flushed)
+    want = np.sign(coef) * 0.5 * np.maximum(np.abs(coef) - 0.25, 0.0)
+    assert np.array_equal(flushed, want) and np.array_equal(cols[:, :K], want)
+    assert np.all(cols[:, K:] == 0.0)
+
+
 def test_total_is_non_finite_when_a_sum_is():
     X = sp.csr_matrix(np.array([[1e308, 1e308]]))
     cols, touched = cols_of(np.array([1.0, 1.0])), np.empty(3, np.int64)
