@@ -79,7 +79,7 @@ def test_batch_sums_are_the_csr_kernels_over_the_gathered_rows(loss, dtype, inde
     assert np.array_equal(marked(marks, X.shape[1]), np.sort(listed))
     assert np.all(np.delete(cols[:, 1], listed) == 0.0)
     assert np.array_equal(cols[:, 0], coef)  # the margins read the coefficients, never move them
-    assert total == pytest.approx(d_sum + loss_sum + sums.sum(), rel=1e-12)
+    assert total == d_sum + loss_sum  # below SUMS_BOUND the columns' sums are not read again
 
 
 def test_hinge_rows_past_the_margin_list_no_column():
@@ -192,6 +192,29 @@ def test_total_is_non_finite_when_a_sum_is():
     _, _, loss_sum, total = batch_sums("squared", X, np.array([0]), np.array([0.0]), cols,
                                        marks_of(cols), 0.0, 1.0, 0.0, touched)
     assert not np.isfinite(loss_sum) and not np.isfinite(total)
+
+
+def test_total_catches_a_column_sum_that_overflows_from_finite_terms():
+    """Two rows add 1e308 each to column 0 (sum +inf) while every loss, derivative and product
+    is finite: the rows' bound is past SUMS_BOUND, so total reads the columns' sums."""
+    X = sp.csr_matrix(np.array([[1e154], [1e154]]))
+    cols, touched = cols_of(np.array([1.0])), np.empty(3, np.int64)
+    _, d_sum, loss_sum, total = batch_sums("squared", X, np.array([0, 1]), np.zeros(2), cols,
+                                           marks_of(cols), 0.0, 1.0, 0.0, touched)
+    assert np.isfinite(loss_sum) and np.isfinite(d_sum) and cols[0, 1] == np.inf
+    assert total == np.inf
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e151])
+def test_total_adds_the_column_sums_only_past_the_bound(scale):
+    """Below SUMS_BOUND, total is the loss sum plus the intercept's sum; past it (|d| |x| =
+    1e302), the columns' sums as well: finite either way."""
+    X = sp.csr_matrix(np.array([[scale, 2 * scale]]))
+    cols, touched = cols_of(np.array([1.0, 0.0])), np.empty(3, np.int64)
+    _, d_sum, loss_sum, total = batch_sums("squared", X, np.array([0]), np.zeros(1), cols,
+                                           marks_of(cols), 0.0, 1.0, 0.0, touched)
+    columns = cols[:, 1].sum() if scale * scale * 3 > numba_lazy.SUMS_BOUND else 0.0
+    assert np.isfinite(total) and total == loss_sum + d_sum + columns
 
 
 def test_batches_stop_before_a_batch_whose_sums_are_not_finite():

@@ -46,6 +46,7 @@ from .numba_dense import FASTMATH, pointwise, softmax_row
 from .numba_mean import SUM_FASTMATH
 
 SOFTMAX = LOSS_CODES["softmax"]
+SUMS_BOUND = 1e300  # lazy_batch_sums's bound on |column sums| under which none can overflow
 
 
 @njit(inline="always", cache=True)
@@ -87,22 +88,30 @@ def lazy_batch_sums(loss, data, indices, indptr, rows, y, cols, marks, intercept
                listed so far, is written at every non-zero of such a row
     z:         (K,) float64, scratch
     d_sum:     (K,) float64, OUT: the intercept's gradient sums
-    Returns (k, loss sum, total): k columns in touched[:k]; total, the sum of all the sums:
-    NaN or +-inf when one of them is (numba_mean.mean_gradient's finiteness test).
+    Returns (k, loss sum, total): k columns in touched[:k]; total, NaN or +-inf when a sum is
+    (numba_mean.mean_gradient's finiteness test): the loss sum plus the intercept's sums, plus
+    the columns' sums only when their bound, the sum over the rows of |d| * |row|_1, exceeds
+    SUMS_BOUND. Below it no column's sum can overflow, and their second read (25.6k random reads
+    in a batch of 256 hashed rows) is left out: one hinge epoch on 100,000 x 2**20 took 2-18%
+    less (medians of 7 fits, five alternating rounds with and without it, ad-hoc).
     """
     K = intercept.shape[0]
     k = 0
     loss_sum = 0.0
+    bound = 0.0  # >= every |column sum| (up to a relative 1e-12 of rounding)
     d_sum[:] = 0.0
     for i in rows:
         lo, hi = np.uintp(indptr[i]), np.uintp(indptr[i + 1])
         if loss != SOFTMAX:  # K = 1, as plain scalars: the generic loops cost 20-30% here
             zi = intercept[0]
+            row_abs = 0.0
             for p in range(lo, hi):
                 zi += data[p] * true_coef(cols[np.uintp(indices[p]), 0], now, a)
+                row_abs += abs(data[p])
             loss_i, d = pointwise(loss, zi, np.float64(y[i]))
             loss_sum += loss_i
             if d != 0.0:  # hinge losses: rows past the margin add nothing
+                bound += abs(d) * row_abs
                 for p in range(lo, hi):
                     j = np.uintp(indices[p])
                     cols[j, 1] += d * data[p]
@@ -111,12 +120,16 @@ def lazy_batch_sums(loss, data, indices, indptr, rows, y, cols, marks, intercept
                 d_sum[0] += d
             continue
         z[:] = intercept
+        row_abs = 0.0
         for p in range(lo, hi):
             v = data[p]
             j = np.uintp(indices[p])
             for c in range(K):
                 z[c] += v * true_coef(cols[j, c], now, a)
+            row_abs += abs(v)
         loss_sum += softmax_row(z, np.intp(y[i]))  # z <- its derivatives
+        for c in range(K):
+            bound += abs(z[c]) * row_abs
         for p in range(lo, hi):
             v = data[p]
             j = np.uintp(indices[p])
@@ -129,6 +142,8 @@ def lazy_batch_sums(loss, data, indices, indptr, rows, y, cols, marks, intercept
     total = loss_sum
     for c in range(K):
         total += d_sum[c]
+    if bound <= SUMS_BOUND:  # NaN too goes on
+        return k, loss_sum, total
     for t in range(k):
         j = np.uintp(touched[t])
         for c in range(K):
