@@ -197,14 +197,19 @@ def lazy_flush(cols, now, a, coef):
     now, a: float, the product (> 0) and the threshold sum
     coef:   (n, K) float64, OUT
     """
-    if coef.shape[1] == 1:  # the loop over K kept this loop from vectorizing: 2-3x slower
-        for j in range(cols.shape[0]):
-            v = true_coef(cols[j, 0], now, a)
-            coef[j, 0] = v
-            cols[j, 0] = v
-        return
+    if coef.shape[1] == 1:  # K = 1 compiled in as a constant: 2-3x faster
+        _flush_columns(cols, now, a, coef, 1)
+    else:
+        _flush_columns(cols, now, a, coef, coef.shape[1])
+
+
+@njit(inline="always", cache=True, fastmath=FASTMATH)
+def _flush_columns(cols, now, a, coef, K):
+    """lazy_flush's loop, inlined at each call, so that the call with K = 1 compiles a copy
+    with the constant: the loop over a run-time K kept the loop over the columns from
+    vectorizing."""
     for j in range(cols.shape[0]):
-        for c in range(coef.shape[1]):
+        for c in range(K):
             v = true_coef(cols[j, c], now, a)
             coef[j, c] = v
             cols[j, c] = v
@@ -218,12 +223,15 @@ def lazy_load(coef, cols):
     coef: (n, K) float64
     cols: (n, 2K) float64, OUT
     """
-    K = coef.shape[1]
-    if K == 1:  # the loop over K kept this loop from vectorizing: 4-5x slower
-        for j in range(coef.shape[0]):
-            cols[j, 0] = coef[j, 0]
-            cols[j, 1] = 0.0
-        return
+    if coef.shape[1] == 1:  # K = 1 compiled in as a constant: 4-5x faster
+        _load_columns(coef, cols, 1)
+    else:
+        _load_columns(coef, cols, coef.shape[1])
+
+
+@njit(inline="always", cache=True)
+def _load_columns(coef, cols, K):
+    """lazy_load's loop, inlined as _flush_columns is, for the same reason."""
     for j in range(coef.shape[0]):
         for c in range(K):
             cols[j, c] = coef[j, c]
@@ -237,9 +245,17 @@ def lazy_sum_squares(cols, now, a):
     cols:   (n, 2K) float64
     now, a: float, the product (> 0) and the threshold sum
     """
+    if cols.shape[1] == 2:  # K = 1 compiled in as a constant: 2-2.5x faster
+        return _sum_squares_columns(cols, now, a, 1)
+    return _sum_squares_columns(cols, now, a, cols.shape[1] // 2)
+
+
+@njit(inline="always", cache=True, fastmath=FASTMATH)
+def _sum_squares_columns(cols, now, a, K):
+    """lazy_sum_squares's loop, inlined as _flush_columns is, for the same reason."""
     total = 0.0
     for j in range(cols.shape[0]):
-        for c in range(cols.shape[1] // 2):
+        for c in range(K):
             v = true_coef(cols[j, c], now, a)
             total += v * v
     return total
