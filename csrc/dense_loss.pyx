@@ -89,8 +89,8 @@ cdef enum:
     PREFETCH_BYTES = 1024  # how far ahead of the margins _block_sums prefetches X into L2 (csrc/prefetch.h)
     # one prefetch per PREFETCH_STRIDE bytes, every other 64-byte line (the L2 fetches its
     # neighbour): the margins loop is bound by load-port slots, prefetches included, where X is in
-    # cache, and this made the squared and hinge calls on 64,000 x 32 rows (in L3, one thread)
-    # 3-6% faster and on 4e6 x 32 (from memory) 1-3% faster, interleaved A/B
+    # cache (README, "What limits each case": the squared and hinge calls on one thread with X in
+    # cache took 3-17% less)
     PREFETCH_STRIDE = 128
 
 
