@@ -181,34 +181,43 @@ def csr_softmax_block_sums(const floating[::1] data, const index_t[::1] indices,
 
 cdef void _tile_softmax_margins(const floating* data, const index_t* indices, const int64_t* seg,
                                 Py_ssize_t T, Py_ssize_t m, const Py_ssize_t* y, const double* coef,
-                                const double* intercept, Py_ssize_t K, Py_ssize_t r0, Py_ssize_t r1,
-                                double* z, double* sums) noexcept nogil:
-    """Rows r0..r1 of a tiled CSR shard, K classes: z (r1 - r0, K) <- their dloss/dz, sums (K + 1,)
-    <- the chunk's [grad_intercept (K), loss]. Tile after tile, so the tile's coef stays in L2."""
-    cdef Py_ssize_t t, r, p, k
+                                const double* intercept, Py_ssize_t K, Py_ssize_t c0, Py_ssize_t c1,
+                                Py_ssize_t chunk_rows, double* work, Py_ssize_t width) noexcept nogil:
+    """Chunks c0..c1 of a tiled CSR shard, K classes: work row c (width values) <- chunk c's rows'
+    dloss/dz (chunk_rows, K), then the chunk's [grad_intercept (K), loss] sums. The chunks' rows
+    tile after tile, so the tile's coef stays in cache while they all read it."""
+    cdef Py_ssize_t t, c, r, r0, r1, p, k
     cdef const int64_t* first
     cdef const double* w
     cdef double* zr
+    cdef double* sums
     cdef double v
-    for r in range(r1 - r0):
-        for k in range(K):
-            z[r * K + k] = intercept[k]
+    for c in range(c0, c1):
+        for r in range(min(m, (c + 1) * chunk_rows) - c * chunk_rows):
+            for k in range(K):
+                work[c * width + r * K + k] = intercept[k]
     for t in range(T):
         first = seg + t * m
-        for r in range(r0, r1):
-            zr = z + (r - r0) * K
-            for p in range(first[r], first[r + 1]):
-                v = data[p]
-                w = coef + indices[p] * K
-                for k in range(K):
-                    zr[k] += v * w[k]
-    for k in range(K + 1):
-        sums[k] = 0.0
-    for r in range(r1 - r0):
-        zr = z + r * K
-        sums[K] += softmax_row(K, zr, y[r0 + r])
-        for k in range(K):
-            sums[k] += zr[k]
+        for c in range(c0, c1):
+            r0 = c * chunk_rows
+            for r in range(r0, min(m, r0 + chunk_rows)):
+                zr = work + c * width + (r - r0) * K
+                for p in range(first[r], first[r + 1]):
+                    v = data[p]
+                    w = coef + indices[p] * K
+                    for k in range(K):
+                        zr[k] += v * w[k]
+    for c in range(c0, c1):
+        r0 = c * chunk_rows
+        r1 = min(m, r0 + chunk_rows)
+        sums = work + c * width + chunk_rows * K
+        for k in range(K + 1):
+            sums[k] = 0.0
+        for r in range(r1 - r0):
+            zr = work + c * width + r * K
+            sums[K] += softmax_row(K, zr, y[r0 + r])
+            for k in range(K):
+                sums[k] += zr[k]
 
 
 cdef void _tile_gradient(const floating* data, const index_t* indices, const int64_t* first,
@@ -238,9 +247,9 @@ cdef void _tile_gradient(const floating* data, const index_t* indices, const int
 def tiled_csr_softmax_sums(const floating[::1] data, const index_t[::1] indices,
                            const int64_t[::1] seg, const int64_t[::1] bounds, const Py_ssize_t[::1] y,
                            const double[:, ::1] coef, const double[::1] intercept, double[::1] out,
-                           double[:, ::1] work, Py_ssize_t chunk_rows):
+                           double[:, ::1] work, Py_ssize_t chunk_rows, Py_ssize_t parts):
     """Sums of the softmax cross-entropy and its gradient over a column-tiled CSR shard (the twin of
-    numba_sparse.tiled_csr_softmax_sums, the plan of tiled_csr_sums with K margins per row).
+    numba_sparse.tiled_csr_softmax_sums, whose docstring gives the plan).
 
     data:       (nnz,) float32 or float64, the non-zeros in tile-major order
     indices:    (nnz,) int32 or int64, their column indices in 0..n-1
@@ -252,11 +261,14 @@ def tiled_csr_softmax_sums(const floating[::1] data, const index_t[::1] indices,
     out:        (n*K + K + 1,) float64, OUT <- [grad_coef (n*K, row-major), grad_intercept (K), loss]
     work:       (ceil(m / chunk_rows), chunk_rows*K + K + 1) float64 scratch: row c <- chunk c's
                 rows' dloss/dz (chunk_rows, K), then the chunk's [grad_intercept (K), loss] sums
-    chunk_rows: rows per chunk of the margin pass, >= 1
+    chunk_rows: rows per chunk (the unit of the loss and intercept sums), >= 1
+    parts:      the margin pass's units of work, runs of consecutive chunks, one per thread
+                (capped at the number of chunks; the result does not depend on it)
     """
     cdef Py_ssize_t m = y.shape[0], n = coef.shape[0], K = coef.shape[1], T = bounds.shape[0] - 1
     cdef Py_ssize_t chunks = work.shape[0], width = work.shape[1], nk = n * K, tail = chunk_rows * K
-    cdef Py_ssize_t c, t, k, r0, r1
+    cdef Py_ssize_t c, t, k, part
+    parts = max(1, min(parts, chunks))
     if (T < 1 or seg.shape[0] != T * m + 1 or width != tail + K + 1 or chunks * chunk_rows < m
             or out.shape[0] != nk + K + 1):
         raise ValueError(f"tiled CSR arrays do not match: {T} tiles, {m} rows, {K} classes, seg "
@@ -271,11 +283,9 @@ def tiled_csr_softmax_sums(const floating[::1] data, const index_t[::1] indices,
     cdef double* op = &out[0]
     cdef double* wp = &work[0, 0]
     with nogil:
-        for c in prange(chunks, schedule="static"):
-            r0 = c * chunk_rows
-            r1 = min(m, r0 + chunk_rows)
-            _tile_softmax_margins(dp, ip, sp, T, m, yp, cp, bip, K, r0, r1, wp + c * width,
-                                  wp + c * width + tail)
+        for part in prange(parts, schedule="static"):
+            _tile_softmax_margins(dp, ip, sp, T, m, yp, cp, bip, K, part * chunks // parts,
+                                  (part + 1) * chunks // parts, chunk_rows, wp, width)
         for t in prange(T, schedule="dynamic"):
             _tile_gradient(dp, ip, sp + t * m, bp[t], bp[t + 1], m, K, wp, width, chunk_rows, op)
     for k in range(K + 1):

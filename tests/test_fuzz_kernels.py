@@ -411,7 +411,7 @@ def test_tiled_csr_gives_the_reference_or_non_finite(case, tile_cols, block_rows
     moderate or extreme: each component is the reference's to rounding, or non-finite where it is."""
     out = np.full(case.size, np.nan)
     with pytest.MonkeyPatch.context() as mp, np.errstate(all="ignore"):
-        mp.setattr(kernels, "BLOCK_ROWS", block_rows)  # softmax's TiledCSR
+        mp.setattr(kernels, "TILE_CHUNK_ROWS", block_rows)  # softmax's TiledCSR
         mp.setattr(kernels.columns, "CHUNK_ROWS", block_rows)  # the scalar losses' ColumnCSR
         tiles = kernels.tile_csr(case.X, n_outputs=kernels.n_outputs(case.loss, case.coef),
                                  tile_cols=tile_cols)

@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 from fastdp import kernels
-from fastdp.kernels import _cython_sparse, columns, tiles
+from fastdp.kernels import _cython_sparse, columns, numba_sparse, tiles
 
 COMPILED = ["numba", "cython"]
 K = 4  # classes of the softmax problems
@@ -148,6 +148,26 @@ def test_tiled_sums_do_not_depend_on_the_thread_count(backend):
 
 
 @pytest.mark.parametrize("backend", COMPILED)
+def test_tiled_sums_do_not_depend_on_the_margin_pass_parts(backend):
+    """parts cuts the chunks into runs, one per thread; 0 and more parts than chunks are capped."""
+    X = wide_csr(1003, 100, seed=4)
+    y, coef, b = problem("softmax", 1003, 100)
+    t = small_tiles(X, chunk_rows=64, tile_cols=9)  # 16 chunks, the last one partial
+    kernel = {"numba": numba_sparse, "cython": _cython_sparse}[backend].tiled_csr_softmax_sums
+
+    def run(parts):
+        out = np.full(coef.size + K + 1, np.nan)
+        kernel(t.data, t.indices, t.seg, t.bounds, y, coef, b, out, t.work, t.chunk_rows, parts)
+        return out
+
+    one = run(1)
+    np.testing.assert_allclose(one, reference("softmax", X, y, coef, b), rtol=0,
+                               atol=1e-12 * np.abs(one).max())
+    for parts in (0, 2, 3, 5, 16, 40):
+        assert np.array_equal(run(parts), one), parts
+
+
+@pytest.mark.parametrize("backend", COMPILED)
 def test_tiled_sums_into_a_strided_out(backend):
     X = wide_csr(200, 30)
     y, coef, b = problem("softmax", 200, 30)
@@ -193,8 +213,7 @@ def test_tile_csr_of_a_wide_shard_uses_the_default_tiles():
     s = kernels.tile_csr(X, n_outputs=10)  # softmax, 10 classes: tiles of 2**17 // 10 columns
     assert isinstance(s, kernels.TiledCSR) and s.shape == X.shape and s.nnz == X.nnz
     assert s.n_tiles == 41 and np.all(np.diff(s.bounds)[:-1] == 13107) and s.n_outputs == 10
-    assert s.chunk_rows == kernels.sparse_block_rows(5000, 2**19 * 10 + 11)
-    assert s.work.shape == (-(-5000 // s.chunk_rows), s.chunk_rows * 10 + 11)
+    assert s.chunk_rows == tiles.CHUNK_ROWS and s.work.shape == (10, tiles.CHUNK_ROWS * 10 + 11)
 
 
 def test_bad_tiles_are_named():
@@ -258,10 +277,10 @@ def test_cython_kernel_refuses_mismatched_arrays():
     t = small_tiles(X, 16, 5, n_outputs=1)
     with pytest.raises(ValueError, match="tiled CSR arrays do not match.*4 classes"):
         _cython_sparse.tiled_csr_softmax_sums(s.data, s.indices, s.seg, s.bounds, labels, W, B,
-                                              np.empty(20 * K + K + 1), t.work, s.chunk_rows)
+                                              np.empty(20 * K + K + 1), t.work, s.chunk_rows, 2)
     with pytest.raises(ValueError, match="tiled CSR arrays do not match"):
         _cython_sparse.tiled_csr_softmax_sums(s.data, s.indices, s.seg, s.bounds, labels, W, B,
-                                              np.empty(20 * K), s.work, s.chunk_rows)
+                                              np.empty(20 * K), s.work, s.chunk_rows, 2)
     with pytest.raises(ValueError, match="tiled CSR arrays do not match"):
         _cython_sparse.tiled_csr_softmax_sums(s.data, s.indices, s.seg[:-1], s.bounds, labels, W, B,
-                                              np.empty(20 * K + K + 1), s.work, s.chunk_rows)
+                                              np.empty(20 * K + K + 1), s.work, s.chunk_rows, 2)

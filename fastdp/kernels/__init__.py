@@ -40,7 +40,8 @@ from . import (_cython_dense, _cython_sparse, columns, numba_batches, numba_dens
                numba_margins, numba_mean, numba_rows, numba_sparse, reference)
 from .losses import BINARY_LOSSES, LOSS_CODES, MULTICLASS_LOSSES
 from .columns import ColumnCSR, column_csr
-from .tiles import MIN_FEATURES as TILE_MIN_FEATURES, TILE_COLS, TiledCSR, tile_csr as _tile_arrays
+from .tiles import (CHUNK_ROWS as TILE_CHUNK_ROWS, MIN_FEATURES as TILE_MIN_FEATURES, TILE_COLS,
+                    TiledCSR, tile_csr as _tile_arrays)
 
 WideCSR = ColumnCSR | TiledCSR  # what tile_csr builds and loss_grad_sums(tiles=) reads
 
@@ -354,8 +355,8 @@ def tile_csr(X, n_outputs: int = 1, tile_cols: int | None = None) -> WideCSR:
     n_outputs: K, the margins per row of the loss it serves (coef's columns for "softmax", else 1)
     tile_cols: the widest tile, in columns. ColumnCSR: default columns.TILE_COLS = 2**14, the
                unit of work of the gradient pass's threads. TiledCSR: default TILE_COLS // K,
-               TILE_COLS = 2**17: a tile's float64 coef and gradient take 2 MiB, a core's L2 on
-               the machine fastdp was tuned on; about L2 bytes / (16 K) elsewhere.
+               TILE_COLS = 2**17: a tile's float64 coef takes 1 MiB, a core's L2 on the machine
+               fastdp was tuned on, where the width was measured (tiles.py).
     """
     if not _is_csr(X):
         raise ValueError(f"X must be a scipy.sparse CSR matrix to be tiled, got {type(X).__name__}")
@@ -363,13 +364,13 @@ def tile_csr(X, n_outputs: int = 1, tile_cols: int | None = None) -> WideCSR:
     if tile_cols is not None:
         tile_cols = _positive_int(tile_cols, "tile_cols")
     data, indices, indptr = _prepare_csr(X, validate=True)
-    m, n = X.shape
+    n = X.shape[1]
     if n == 0:
         raise ValueError("X has 0 features")
     if K == 1:
         return column_csr(data, indices, indptr, n, columns.CHUNK_ROWS, tile_cols or columns.TILE_COLS)
-    return _tile_arrays(data, indices, indptr, n, sparse_block_rows(m, n * K + K + 1),
-                        tile_cols or max(1, TILE_COLS // K), K)
+    return _tile_arrays(data, indices, indptr, n, TILE_CHUNK_ROWS, tile_cols or max(1, TILE_COLS // K),
+                        K)
 
 
 def _check_tiles(tiles, X, parts: tuple, K: int) -> None:
@@ -432,7 +433,8 @@ def loss_grad_sums(loss: str, X, y, coef, intercept, out: np.ndarray, *, backend
         sums = out if out.flags.c_contiguous else np.empty(size)
         if loss in MULTICLASS_LOSSES:
             _WIDE_KERNELS[backend, True](tiles.data, tiles.indices, tiles.seg, tiles.bounds, y, coef,
-                                         intercept, sums, tiles.work, tiles.chunk_rows)
+                                         intercept, sums, tiles.work, tiles.chunk_rows,
+                                         get_num_threads()[backend])
         else:
             _WIDE_KERNELS[backend, False](LOSS_CODES[loss], *parts, tiles.data, tiles.rows,
                                           tiles.colptr, tiles.bounds, y, coef, intercept, sums,

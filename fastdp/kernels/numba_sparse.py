@@ -128,9 +128,9 @@ def tile_gradients(data, indices, seg, bounds, work, chunk_rows, grad, K):
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def tiled_csr_softmax_sums(data, indices, seg, bounds, y, coef, intercept, out, work, chunk_rows):
-    """Sums of the softmax cross-entropy and its gradient over a column-tiled CSR shard (tiles.py),
-    the plan of tiled_csr_sums with K margins per row.
+def tiled_csr_softmax_sums(data, indices, seg, bounds, y, coef, intercept, out, work, chunk_rows,
+                           parts):
+    """Sums of the softmax cross-entropy and its gradient over a column-tiled CSR shard (tiles.py).
 
     data:       (nnz,) float32 or float64, the non-zeros in tile-major order
     indices:    (nnz,) int32 or int64, their column indices in 0..n-1
@@ -142,37 +142,53 @@ def tiled_csr_softmax_sums(data, indices, seg, bounds, y, coef, intercept, out, 
     out:        (n*K + K + 1,) float64, OUT <- [grad_coef (n*K, row-major), grad_intercept (K), loss]
     work:       (ceil(m / chunk_rows), chunk_rows*K + K + 1) float64 scratch: row c <- chunk c's
                 rows' dloss/dz (chunk_rows, K), then the chunk's [grad_intercept (K), loss] sums
-    chunk_rows: int >= 1, rows per chunk of the margin pass
+    chunk_rows: int >= 1, rows per chunk (the unit of the loss and intercept sums)
+    parts:      int >= 1, the margin pass's units of work: runs of consecutive chunks, one per
+                thread (capped at the number of chunks)
+
+    Two passes. Margins: each part takes its rows tile after tile, so that a tile's coef stays in
+    cache while all of the part's rows read it; its chunks' margins (in work) are streamed once a
+    tile. A row's margins are summed in tile order, whatever the parts, so the result does not
+    depend on them (nor on the thread count). Gradient: tile_gradients.
     """
     m = y.shape[0]
     n, K = coef.shape
     nk = n * K
     T = bounds.shape[0] - 1
     tail = chunk_rows * K
-    for c in prange(work.shape[0]):
-        r0 = c * chunk_rows
-        r1 = min(m, r0 + chunk_rows)
-        z = work[c, :(r1 - r0) * K].reshape((r1 - r0, K))
-        for r in range(r1 - r0):
-            z[r] = intercept
+    chunks = work.shape[0]
+    parts = max(1, min(parts, chunks))
+    for part in prange(parts):
+        c0 = part * chunks // parts
+        c1 = (part + 1) * chunks // parts
+        for c in range(c0, c1):
+            for r in range(min(m, (c + 1) * chunk_rows) - c * chunk_rows):
+                work[c, r * K:(r + 1) * K] = intercept
         for t in range(T):
             first = seg[t * m:(t + 1) * m + 1]
-            for r in range(np.uintp(r0), np.uintp(r1)):
-                zr = z[r - np.uintp(r0)]
-                for p in range(np.uintp(first[r]), np.uintp(first[r + 1])):
-                    v = data[p]
-                    w = coef[np.uintp(indices[p])]
-                    for k in range(K):
-                        zr[k] += v * w[k]
-        sums = work[c, tail:tail + K + 1]
-        sums[:] = 0.0
-        for r in range(r1 - r0):
-            sums[K] += softmax_row(z[r], y[r0 + r])
-            for k in range(K):
-                sums[k] += z[r, k]
+            for c in range(c0, c1):
+                r0 = c * chunk_rows
+                z = work[c]
+                for r in range(np.uintp(r0), np.uintp(min(m, r0 + chunk_rows))):
+                    zr = z[(r - np.uintp(r0)) * K:]
+                    for p in range(np.uintp(first[r]), np.uintp(first[r + 1])):
+                        v = data[p]
+                        w = coef[np.uintp(indices[p])]
+                        for k in range(K):
+                            zr[k] += v * w[k]
+        for c in range(c0, c1):
+            r0 = c * chunk_rows
+            rows = min(m, r0 + chunk_rows) - r0
+            z = work[c, :rows * K].reshape((rows, K))
+            sums = work[c, tail:tail + K + 1]
+            sums[:] = 0.0
+            for r in range(rows):
+                sums[K] += softmax_row(z[r], y[r0 + r])
+                for k in range(K):
+                    sums[k] += z[r, k]
     tile_gradients(data, indices, seg, bounds, work, chunk_rows, out[:nk], K)
     out[nk:] = 0.0
-    for c in range(work.shape[0]):
+    for c in range(chunks):
         for k in range(K + 1):
             out[nk + k] += work[c, tail + k]
 

@@ -2,13 +2,23 @@
 (the scalar losses read a column-major copy instead: columns.py says why).
 
 Why: a CSR loss-gradient pass reads coef[j] and adds to grad[j] at every non-zero's column j.
-With 2**20 features coef and grad are 8 MiB each, far beyond a core's L2 (2 MiB here), so each
-non-zero costs two L3 round trips and the kernel runs at L3 latency, not memory bandwidth
-(measured: the same non-zeros at columns < 2**14 run 3.6x faster). Cutting the columns into tiles
-of at most TILE_COLS / K (2**17 / K columns of K classes: 1 MiB of coef plus 1 MiB of grad) and
-visiting the non-zeros tile by tile keeps
-each tile's coef and grad in L2. The pass then reads X twice (margins, then gradient),
-but as two streams instead of 40 million random L3 accesses.
+With 2**18 features and K = 10 classes coef and grad are 20 MiB each, far beyond a core's L2
+(1 MiB here, 32 MiB of L3 shared), so each non-zero costs two round trips to L3 or memory.
+Cutting the columns into tiles of at most TILE_COLS / K columns and visiting the non-zeros tile by
+tile keeps each tile's coef and grad close (a tile's coef alone is 1 MiB). The pass then reads X
+twice (margins, then gradient), but as two streams instead of 40 million random L3 accesses.
+The width was measured, not derived: on the benchmark's case (2e5 x 2**18 hashed text, K = 10,
+2 threads, ad-hoc sweep of tile_csr's tile_cols, 2026-12-07) tiles of 2**17 / K and 2**18 / K
+took 134-152 ms, 2**16 / K 162-171, 2**15 / K 216-228 (more, shorter (tile, row) segments),
+2**20 / K 224-236 (three tiles: too few for the gradient pass, one thread per tile).
+
+The margin pass cuts the rows into chunks of CHUNK_ROWS, the unit of the loss and intercept sums,
+and gives each thread a run of consecutive chunks, which it takes tile after tile: a tile's coef
+is read by all of the run's rows before the next tile's, and the run's margins are streamed once
+per tile. A row's margins are summed in tile order whatever the runs, and the chunks' sums are
+added in chunk order, so the result does not depend on the thread count. (When the chunks were
+the threads' units of work, 2e5 rows made 3 chunks of 66,667 for 2 threads, one thread did two:
+171-200 ms a call against 139-150 ms now, `fastdp bench kernels --cases softmax10-csr-2e5x2^18`.)
 
 Layout (TiledCSR), for a shard of m rows, n features and nnz non-zeros cut into T column tiles
 [bounds[t], bounds[t+1]):
@@ -35,8 +45,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-TILE_COLS = 2**17  # widest tile: 1 MiB of float64 coef + 1 MiB of gradient, a core's L2 here
-MIN_FEATURES = 2 * TILE_COLS  # coef values (features x K): below this coef and grad fit in L2
+TILE_COLS = 2**17  # widest tile, in coef values (columns x K): 1 MiB of float64 coef
+MIN_FEATURES = 2 * TILE_COLS  # coef values (features x K) from which tiles_pay_off copies X: 2 MiB
+CHUNK_ROWS = 512  # rows per chunk: the unit of the loss and intercept sums
 
 
 class ColumnTiles:
@@ -123,7 +134,8 @@ def tile_csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, n: int, 
     indices:    (nnz,) int32 or int64 column indices in 0..n-1 (any order within a row)
     indptr:     (m + 1,) same dtype as indices
     n:          number of features
-    chunk_rows: rows per chunk of the margin pass (fastdp.kernels picks it by sparse_block_rows)
+    chunk_rows: rows per chunk, the unit of the loss and intercept sums (fastdp.kernels passes
+                CHUNK_ROWS)
     tile_cols:  widest tile, >= 1
     n_outputs:  K, the margins per row of the loss the copy serves (work's width depends on it)
     """
