@@ -19,7 +19,9 @@ gradient norm, as with dense steps that of the last batch's mean gradient, and e
 with a flush (all parameters up to date for its objective and the convergence test).
 The model differs from the dense steps' in the last bits (a column's decay and shrinkage over
 the steps that leave its gradient zero are one product and one sum instead of roundings at every
-step); it is the same from run to run.
+step); it is the same from run to run. Without L1 (l1 = 0) the steps are linear in the gradient
+and each non-zero's term goes into the coefficients directly (numba_lazy's l2_* kernels: no
+gradient sums, marks or list of columns, half the memory read at random).
 """
 
 from __future__ import annotations
@@ -40,27 +42,34 @@ TINY = 1e-150  # the running product is folded into the parameters before it fal
 
 
 class LazySteps:
-    """The lazy steps of one fit: each column's coefficients (as q) and gradient sums
-    (kernels.numba_lazy's `cols`, (n, 2K)) and its mark (a bit of `marks`), the running product
-    of the steps' factors and sum of their L1 thresholds, and the columns of the batch summed
-    last. `cols` holds the coefficients; theta's are up to date after a `flush` only (its
-    intercept always is)."""
+    """The lazy steps of one fit: each column's coefficients over the running product (q) and
+    the running product of the steps' factors. With L1 (l1 > 0), kernels.numba_lazy's `cols`,
+    (n, 2K): q and the gradient sums side by side, a mark per column (a bit of `marks`), the sum
+    of the L1 thresholds and the columns of the batch summed last; without, `cols` is q alone,
+    (n, K), and `dz` the derivatives of the batch's rows. `cols` holds the coefficients;
+    theta's are up to date after a `flush` only (its intercept always is)."""
 
     def __init__(self, objective: Objective, batch_size: int, theta: np.ndarray) -> None:
         self.objective = objective
         n, K = objective.n_features, objective.K
         self.code = LOSS_CODES[objective.loss]
-        self.cols = np.empty((n, 2 * K))
-        numba_lazy.lazy_load(self._coef(theta), self.cols)
-        self.marks = np.zeros((n + 7) // 8, dtype=np.uint8)
-        self.now, self.a = 1.0, 0.0  # the product, the threshold sum
-        self.z, self.d_sum = np.empty(K), np.zeros(K)  # a row's margins; the intercept's sums
-        # lazy_batch_sums writes entry k (the columns listed so far) at every non-zero
-        indptr = objective.X.indptr
-        longest = int(np.diff(indptr).max()) if indptr.size > 1 else 0
-        self.touched = np.empty(min(n, batch_size * longest) + 1, dtype=np.int64)
-        self.k = 0  # the batch summed last: its columns touched[:k], its rows
-        self.count = 0
+        self.l2_only = objective.penalty.l1 == 0.0
+        self.now, self.a = 1.0, 0.0  # the product, the threshold sum (0 without L1)
+        self.d_sum = np.zeros(K)  # the intercept's gradient sums
+        self.rows = np.empty(0, dtype=np.int64)  # the batch summed last
+        if self.l2_only:
+            self.cols = self._coef(theta).copy()
+            self.dz = np.empty((batch_size, K))
+        else:
+            self.cols = np.empty((n, 2 * K))
+            numba_lazy.lazy_load(self._coef(theta), self.cols)
+            self.marks = np.zeros((n + 7) // 8, dtype=np.uint8)
+            self.z = np.empty(K)  # a row's margins
+            # lazy_batch_sums writes entry k (the columns listed so far) at every non-zero
+            indptr = objective.X.indptr
+            longest = int(np.diff(indptr).max()) if indptr.size > 1 else 0
+            self.touched = np.empty(min(n, batch_size * longest) + 1, dtype=np.int64)
+            self.k = 0  # the batch summed last: its columns touched[:k]
         self.grad_norm = math.nan  # |mean gradient| of the last epoch's last batch
 
     def _coef(self, theta: np.ndarray) -> np.ndarray:
@@ -76,18 +85,25 @@ class LazySteps:
 
     def run(self, theta: np.ndarray, order: np.ndarray, batch_size: int,
             rates: np.ndarray) -> tuple[int, float]:
-        """Steps over consecutive batches in one compiled loop (numba_lazy.lazy_batches): the
-        shard's rows order[b * batch_size:(b + 1) * batch_size] at rate rates[b]. Stops before
-        a batch whose sums are not finite (its step, taken by `gradient` and `step`, then raises
-        in the training loop's guard). Returns (batches stepped, the sum of their mean losses
-        times their rows)."""
+        """Steps over consecutive batches in one compiled loop (numba_lazy.lazy_batches, or
+        l2_batches without L1): the shard's rows order[b * batch_size:(b + 1) * batch_size] at
+        rate rates[b]. Stops before a batch whose sums are not known finite (its step, taken by
+        `gradient` and `step`, then raises in the training loop's guard or goes on). Returns
+        (batches stepped, the sum of their mean losses times their rows)."""
         start = time.perf_counter()
         objective = self.objective
         X, penalty = objective.X, objective.penalty
-        done, self.now, self.a, weighted = numba_lazy.lazy_batches(
-            self.code, X.data, X.indices, X.indptr, order, batch_size, objective.y, self.cols,
-            self.marks, self._coef(theta), theta[objective.n_coef:], objective.fit_intercept, rates,
-            penalty.l2, penalty.l1, self.now, self.a, TINY, self.touched, self.z, self.d_sum)
+        coef, intercept = self._coef(theta), theta[objective.n_coef:]
+        if self.l2_only:
+            done, self.now, weighted = numba_lazy.l2_batches(
+                self.code, X.data, X.indices, X.indptr, order, batch_size, objective.y, self.cols,
+                coef, intercept, objective.fit_intercept, rates, penalty.l2, self.now, TINY,
+                self.dz, self.d_sum)
+        else:
+            done, self.now, self.a, weighted = numba_lazy.lazy_batches(
+                self.code, X.data, X.indices, X.indptr, order, batch_size, objective.y, self.cols,
+                self.marks, coef, intercept, objective.fit_intercept, rates, penalty.l2,
+                penalty.l1, self.now, self.a, TINY, self.touched, self.z, self.d_sum)
         objective.evaluations += done
         objective.compute_seconds += time.perf_counter() - start
         return done, weighted
@@ -95,46 +111,69 @@ class LazySteps:
     def gradient(self, theta: np.ndarray, rows: np.ndarray, last: bool) -> None:
         """The sums over the shard's rows `rows` (int64, distinct: a batch), as Objective.gradient
         leaves them in objective.buf (batch_loss, sums_total, signals and the counters too),
-        but for the gradient sums of the coefficients, which stay in `cols`. For an epoch's
-        last batch (last=True), also grad_norm: the norm of the mean gradient the dense step
-        would take, penalty included (one more read of all coefficients)."""
+        but for the gradient sums of the coefficients, which stay in `cols` (with L1) or are
+        never formed (without: `dz` holds the rows' derivatives), except where buf needs them:
+        when a sum is not finite (objective.nonfinite reads them) and, without L1, for the
+        epoch's last batch (last=True), whose grad_norm is the norm of the mean gradient the
+        dense step would take, penalty included (one more read of all coefficients)."""
         start = time.perf_counter()
         objective = self.objective
         n_coef, size = objective.n_coef, objective.size
         buf = objective.buf
         X = objective.X
-        self.k, buf[size], objective.sums_total = numba_lazy.lazy_batch_sums(
-            self.code, X.data, X.indices, X.indptr, rows, objective.y, self.cols, self.marks,
-            theta[n_coef:], self.now, self.a, self.touched, self.z, self.d_sum)
+        self.rows = rows
+        if self.l2_only:
+            buf[size], total, bound = numba_lazy.l2_batch_margins(
+                self.code, X.data, X.indices, X.indptr, rows, objective.y, self.cols,
+                theta[n_coef:], self.now, self.dz, self.d_sum)
+            if last or bound > numba_lazy.SUMS_BOUND or not math.isfinite(total):
+                buf[:n_coef] = 0.0
+                numba_lazy.add_rows(X.data, X.indices, X.indptr, rows, self.dz, 1.0,
+                                    self._coef(buf))
+                if bound > numba_lazy.SUMS_BOUND:  # a column's sum may have overflowed
+                    total += float(np.sum(buf[:n_coef]))
+            objective.sums_total = total
+        else:
+            self.k, buf[size], objective.sums_total = numba_lazy.lazy_batch_sums(
+                self.code, X.data, X.indices, X.indptr, rows, objective.y, self.cols, self.marks,
+                theta[n_coef:], self.now, self.a, self.touched, self.z, self.d_sum)
         buf[n_coef:size] = self.d_sum
-        self.count = count = len(rows)
+        count = len(rows)
         buf[size + 1] = count
         objective.signals = buf[size + 2] = objective.signal
         objective.batch_loss = buf[size] / count
         objective.evaluations += 1
         if not math.isfinite(objective.sums_total):  # objective.nonfinite reads the dense sums
-            listed = self.touched[:self.k]
-            buf[:n_coef] = 0.0
-            self._coef(buf)[listed] = self.cols[listed, objective.K:]
+            if not self.l2_only:
+                listed = self.touched[:self.k]
+                buf[:n_coef] = 0.0
+                self._coef(buf)[listed] = self.cols[listed, objective.K:]
         elif last:
             self.grad_norm = self._grad_norm()
         objective.compute_seconds += time.perf_counter() - start
 
     def _grad_norm(self) -> float:
-        """|sums / count + l2 * coef| over the coefficients (sums zero but on the listed
-        columns), and the intercept's sums / count if it is fitted: as kernels.mean_gradient."""
+        """|sums / count + l2 * coef| over the coefficients (sums zero but on the batch's
+        columns: without L1, `gradient` left them all in objective.buf), and the intercept's
+        sums / count if it is fitted: as kernels.mean_gradient."""
         objective = self.objective
         l2 = objective.penalty.l2
         K = objective.K
-        listed = self.touched[:self.k]
-        q = self.cols[listed, :K]
-        coef = np.copysign(self.now * np.maximum(np.abs(q) - self.a, 0.0), q)
-        grad = self.cols[listed, K:] / self.count + l2 * coef
-        listed_squares = float(np.sum(coef * coef))
-        unlisted = numba_lazy.lazy_sum_squares(self.cols, self.now, self.a) - listed_squares
-        total = l2 * l2 * max(unlisted, 0.0) + float(np.sum(grad * grad))
+        count = len(self.rows)
+        if self.l2_only:
+            grad = objective.buf[:objective.n_coef] / count
+            grad += (l2 * self.now) * self.cols.ravel()
+            total = float(grad @ grad)
+        else:
+            listed = self.touched[:self.k]
+            q = self.cols[listed, :K]
+            coef = np.copysign(self.now * np.maximum(np.abs(q) - self.a, 0.0), q)
+            grad = self.cols[listed, K:] / count + l2 * coef
+            listed_squares = float(np.sum(coef * coef))
+            unlisted = numba_lazy.lazy_sum_squares(self.cols, self.now, self.a) - listed_squares
+            total = l2 * l2 * max(unlisted, 0.0) + float(np.sum(grad * grad))
         if objective.fit_intercept:
-            total += float(np.sum((self.d_sum / self.count) ** 2))
+            total += float(np.sum((self.d_sum / count) ** 2))
         return math.sqrt(total)
 
     def step(self, theta: np.ndarray, lr: float) -> None:
@@ -142,10 +181,17 @@ class LazySteps:
         other coefficient decays and shrinks by the running numbers' change."""
         objective = self.objective
         penalty = objective.penalty
-        self.now, self.a = numba_lazy.lazy_step(
-            self.touched, self.k, self.cols, self.marks, self._coef(theta),
-            theta[objective.n_coef:], objective.fit_intercept, self.d_sum, float(self.count),
-            self.now, self.a, lr, penalty.l2, penalty.l1, TINY)
+        X = objective.X
+        coef, intercept = self._coef(theta), theta[objective.n_coef:]
+        if self.l2_only:
+            self.now = numba_lazy.l2_step(
+                X.data, X.indices, X.indptr, self.rows, self.dz, self.cols, coef, intercept,
+                objective.fit_intercept, self.d_sum, self.now, lr, penalty.l2, TINY)
+        else:
+            self.now, self.a = numba_lazy.lazy_step(
+                self.touched, self.k, self.cols, self.marks, coef, intercept,
+                objective.fit_intercept, self.d_sum, float(len(self.rows)), self.now, self.a, lr,
+                penalty.l2, penalty.l1, TINY)
 
 
 def alone(objective: Objective, rule: Any, *, callback: Any, checkpointing: bool) -> bool:

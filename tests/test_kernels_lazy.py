@@ -269,3 +269,119 @@ def test_softmax_batch_sums_are_the_csr_kernels_over_the_gathered_rows():
     assert np.array_equal(cols[:, :K], coef)
     assert np.array_equal(marked(marks, n), np.sort(listed))
     assert total == pytest.approx(loss_sum + d_sum.sum() + sums.sum(), rel=1e-12, abs=1e-12)
+
+
+def l2_margins(loss, X, rows, y, q, intercept, now):
+    """l2_batch_margins: (dz (b, K), intercept's sums, loss sum, total, bound)."""
+    K = q.shape[1]
+    dz, d_sum = np.full((len(rows), K), np.nan), np.empty(K)
+    loss_sum, total, bound = numba_lazy.l2_batch_margins(
+        LOSS_CODES[loss], X.data, X.indices, X.indptr, rows, y, q, np.atleast_1d(intercept), now,
+        dz, d_sum)
+    return dz, d_sum, loss_sum, total, bound
+
+
+@pytest.mark.parametrize("loss", SCALAR_LOSSES + ["softmax"])
+@pytest.mark.parametrize("dtype,index", [(np.float64, np.int32), (np.float32, np.int64)])
+def test_l2_margins_and_added_rows_are_the_csr_kernels_over_the_gathered_rows(loss, dtype, index):
+    """At q = coef / now, the rows' derivatives added up by add_rows (scale 1) are the gradient
+    sums csr_block_sums (csr_softmax_block_sums) gives at coef, with the same loss and
+    intercept's sums; bound is the sum over the rows of |dloss/dz| * |row|_1."""
+    X, y, coef = problem("logistic" if loss == "softmax" else loss, dtype, index, seed=6)
+    n, now = X.shape[1], 0.8
+    rows = np.array([1, 4, 5, 18, 33, 50, 59], dtype=np.int64)
+    B = X[rows]
+    rng = np.random.default_rng(7)
+    if loss == "softmax":
+        K = 3
+        y = rng.integers(0, K, X.shape[0])
+        coef, intercept = rng.standard_normal((n, K)), rng.standard_normal(K)
+        out = np.empty((1, n * K + K + 1))
+        numba_sparse.csr_softmax_block_sums(B.data, B.indices, B.indptr, y[rows], coef,
+                                            intercept, out, 4096)
+    else:
+        K, coef, intercept = 1, coef.reshape(n, 1), 0.3
+        out = np.empty((1, n + 2))
+        numba_sparse.csr_block_sums(LOSS_CODES[loss], B.data, B.indices, B.indptr, y[rows],
+                                    coef[:, 0], intercept, out, 4096)
+    q = coef / now
+    dz, d_sum, loss_sum, total, bound = l2_margins(loss, X, rows, y, q, intercept, now)
+    sums = np.zeros((n, K))
+    numba_lazy.add_rows(X.data, X.indices, X.indptr, rows, dz, 1.0, sums)
+    np.testing.assert_allclose(sums.ravel(), out[0, :n * K], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(d_sum, out[0, n * K:-1], rtol=1e-12, atol=1e-13)
+    assert loss_sum == pytest.approx(out[0, -1], rel=1e-12)
+    assert total == pytest.approx(loss_sum + d_sum.sum(), rel=1e-14, abs=1e-14)
+    row_l1 = np.asarray(abs(B).astype(np.float64).sum(axis=1)).ravel()
+    assert bound == pytest.approx(float(np.abs(dz).sum(axis=1) @ row_l1), rel=1e-12)
+    assert np.array_equal(q, coef / now)  # read only
+
+
+@pytest.mark.parametrize("loss", SCALAR_LOSSES)
+def test_l2_steps_then_a_flush_are_the_dense_steps(loss):
+    """Several L2-only steps on overlapping batches, each with its own rate: every coefficient
+    as the dense update (sums / count + l2 * coef over all n) gives it, and the intercept."""
+    X, y, coef = problem(loss, seed=2)
+    n, l2 = X.shape[1], 0.05
+    dense, dense_b = coef.copy(), 0.1
+    q, theta = coef.reshape(n, 1).copy(), np.empty((n, 1))
+    intercept, now = np.array([0.1]), 1.0
+    rng = np.random.default_rng(3)
+    for step in range(12):
+        rows = np.sort(rng.choice(X.shape[0], 7, replace=False)).astype(np.int64)
+        lr = 0.5 / (step + 1)
+        B = X[rows]
+        out = np.empty((1, n + 2))
+        numba_sparse.csr_block_sums(LOSS_CODES[loss], B.data, B.indices, B.indptr, y[rows],
+                                    dense, dense_b, out, 4096)
+        dense = dense - lr * (out[0, :n] / len(rows) + l2 * dense)
+        dense_b -= lr * out[0, n] / len(rows)
+        dz, d_sum, *_ = l2_margins(loss, X, rows, y, q, intercept, now)
+        after = numba_lazy.l2_step(X.data, X.indices, X.indptr, rows, dz, q, theta, intercept,
+                                   True, d_sum, now, lr, l2, 1e-150)
+        assert after == now * (1 - lr * l2)
+        now = after
+        np.testing.assert_allclose(q[:, 0] * now, dense, rtol=1e-12, atol=1e-15)
+        assert intercept[0] == pytest.approx(dense_b, rel=1e-12)
+    numba_lazy.lazy_flush(q, now, 0.0, theta)
+    np.testing.assert_allclose(theta[:, 0], dense, rtol=1e-12, atol=1e-15)
+    assert np.array_equal(q, theta)
+
+
+def test_an_l2_step_folds_a_product_below_tiny_into_the_coefficients():
+    X = sp.csr_matrix(np.array([[1.0, 0.0, 2.0]]))
+    q, theta, intercept = np.array([[0.5], [-0.5], [0.25]]), np.full((3, 1), np.nan), np.zeros(1)
+    dz, d_sum, *_ = l2_margins("squared", X, np.array([0]), np.array([1.0]), q, 0.0, 1e-3)
+    after = numba_lazy.l2_step(X.data, X.indices, X.indptr, np.array([0]), dz, q, theta,
+                               intercept, False, d_sum, 1e-3, 0.5, 1.0, 1e-3)
+    assert after == 1.0 and intercept[0] == 0.0  # fit_intercept False: not moved
+    expected = np.array([0.5, -0.5, 0.25]) * 1e-3 * 0.5 - 0.5 * dz[0, 0] * np.array([1, 0, 2])
+    np.testing.assert_allclose(theta[:, 0], expected, rtol=1e-12)
+    assert np.array_equal(q, theta)
+
+
+@pytest.mark.parametrize("bad", ["overflow", "bound"])
+def test_l2_batches_stop_before_a_batch_not_known_finite(bad):
+    """The second batch's loss overflows, or (1e151 and 2e151 in one row) its total is finite
+    but its bound, 3e302 * |d|, passes SUMS_BOUND: the loop stops before it, q and the
+    intercept as one batch left them."""
+    second = [0.0, 1e308, 1e308] if bad == "overflow" else [0.0, 1e151, 2e151]
+    X = sp.csr_matrix(np.array([[1.0, 2.0, 0.0], second]))
+    y, order = np.array([1.0, 0.0]), np.array([0, 1], dtype=np.int64)
+
+    def run(rates):
+        q, theta = np.array([[0.5], [-0.5], [0.25]]), np.array([0.5, -0.5, 0.25, 0.1])
+        done, now, weighted = numba_lazy.l2_batches(
+            LOSS_CODES["squared"], X.data, X.indices, X.indptr, order, 1, y, q,
+            theta[:3].reshape(3, 1), theta[3:], True, rates, 0.1, 1.0, 1e-150, np.empty((1, 1)),
+            np.empty(1))
+        return done, now, weighted, q, theta
+
+    done, now, weighted, q, theta = run(np.array([0.2, 0.2]))
+    one = run(np.array([0.2]))
+    assert (done, one[0]) == (1, 1) and now == one[1] == 1.0 - 0.2 * 0.1
+    assert weighted == one[2] == 0.5 * (0.5 - 1.0 + 0.1 - 1.0) ** 2
+    assert np.array_equal(q, one[3]) and np.array_equal(theta, one[4])
+    if bad == "bound":
+        *_, total, bound = l2_margins("squared", X, np.array([1]), y, one[3], theta[3], now)
+        assert np.isfinite(total) and bound > numba_lazy.SUMS_BOUND
