@@ -55,6 +55,23 @@ def soft(w, cut):
     return np.copysign(np.maximum(np.abs(w) - cut, 0.0), w)
 
 
+def steps(rows, count=12, batch=7, seed=3):
+    """(the batch's rows (sorted int64), its rate 0.5 / (step + 1)) for `count` overlapping
+    random batches."""
+    rng = np.random.default_rng(seed)
+    for step in range(count):
+        yield np.sort(rng.choice(rows, batch, replace=False)).astype(np.int64), 0.5 / (step + 1)
+
+
+def dense_sums(loss, X, y, rows, coef, intercept):
+    """csr_block_sums over X[rows] at (coef, intercept): [grad_coef (n), grad_intercept, loss]."""
+    B = X[rows]
+    out = np.empty((1, X.shape[1] + 2))
+    numba_sparse.csr_block_sums(LOSS_CODES[loss], B.data, B.indices, B.indptr, y[rows], coef,
+                                intercept, out, 4096)
+    return out[0]
+
+
 @pytest.mark.parametrize("loss", SCALAR_LOSSES)
 @pytest.mark.parametrize("dtype,index", [(np.float64, np.int32), (np.float32, np.int64)])
 def test_batch_sums_are_the_csr_kernels_over_the_gathered_rows(loss, dtype, index):
@@ -109,15 +126,9 @@ def test_steps_then_a_flush_are_the_dense_steps(loss, l2, l1):
     cols, touched = cols_of(coef), np.empty(n + 1, dtype=np.int64)
     marks = marks_of(cols)
     now, a = 1.0, 0.0
-    rng = np.random.default_rng(3)
-    for step in range(12):
-        rows = np.sort(rng.choice(X.shape[0], 7, replace=False)).astype(np.int64)
-        lr = 0.5 / (step + 1)
-        B = X[rows]
-        out = np.empty((1, n + 2))
-        numba_sparse.csr_block_sums(LOSS_CODES[loss], B.data, B.indices, B.indptr, y[rows],
-                                    dense, intercept, out, 4096)
-        dense = soft(dense - lr * (out[0, :n] / len(rows) + l2 * dense), lr * l1)
+    for rows, lr in steps(X.shape[0]):
+        sums = dense_sums(loss, X, y, rows, dense, intercept)
+        dense = soft(dense - lr * (sums[:n] / len(rows) + l2 * dense), lr * l1)
         k, *_ = batch_sums(loss, X, rows, y, cols, marks, intercept, now, a, touched)
         after, a_after = numba_lazy.lazy_batch_step(touched, k, cols, marks, now, a, lr, l2, l1,
                                                     float(len(rows)))
@@ -326,16 +337,10 @@ def test_l2_steps_then_a_flush_are_the_dense_steps(loss):
     dense, dense_b = coef.copy(), 0.1
     q, theta = coef.reshape(n, 1).copy(), np.empty((n, 1))
     intercept, now = np.array([0.1]), 1.0
-    rng = np.random.default_rng(3)
-    for step in range(12):
-        rows = np.sort(rng.choice(X.shape[0], 7, replace=False)).astype(np.int64)
-        lr = 0.5 / (step + 1)
-        B = X[rows]
-        out = np.empty((1, n + 2))
-        numba_sparse.csr_block_sums(LOSS_CODES[loss], B.data, B.indices, B.indptr, y[rows],
-                                    dense, dense_b, out, 4096)
-        dense = dense - lr * (out[0, :n] / len(rows) + l2 * dense)
-        dense_b -= lr * out[0, n] / len(rows)
+    for rows, lr in steps(X.shape[0]):
+        sums = dense_sums(loss, X, y, rows, dense, dense_b)
+        dense = dense - lr * (sums[:n] / len(rows) + l2 * dense)
+        dense_b -= lr * sums[n] / len(rows)
         dz, d_sum, *_ = l2_margins(loss, X, rows, y, q, intercept, now)
         after = numba_lazy.l2_step(X.data, X.indices, X.indptr, rows, dz, q, theta, intercept,
                                    True, d_sum, now, lr, l2, 1e-150)
