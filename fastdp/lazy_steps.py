@@ -161,9 +161,8 @@ class LazySteps:
         K = objective.K
         count = len(self.rows)
         if self.l2_only:
-            grad = objective.buf[:objective.n_coef] / count
-            grad += (l2 * self.now) * self.cols.ravel()
-            total = float(grad @ grad)
+            total = numba_lazy.l2_grad_squares(objective.buf[:objective.n_coef], self.cols.ravel(),
+                                               l2 * self.now, float(count))
         else:
             listed = self.touched[:self.k]
             q = self.cols[listed, :K]

@@ -390,3 +390,12 @@ def test_l2_batches_stop_before_a_batch_not_known_finite(bad):
     if bad == "bound":
         *_, total, bound = l2_margins("squared", X, np.array([1]), y, one[3], theta[3], now)
         assert np.isfinite(total) and bound > numba_lazy.SUMS_BOUND
+
+
+def test_l2_grad_squares_is_the_squared_norm_of_the_mean_gradient():
+    rng = np.random.default_rng(9)
+    sums, q = rng.standard_normal(1001), rng.standard_normal(1001)
+    sums[::3] = 0.0  # columns the batch does not touch: the penalty's part alone
+    expected = np.sum((sums / 7.0 + 0.3 * q) ** 2)
+    assert numba_lazy.l2_grad_squares(sums, q, 0.3, 7.0) == pytest.approx(expected, rel=1e-13)
+    assert numba_lazy.l2_grad_squares(np.zeros(0), np.zeros(0), 0.3, 7.0) == 0.0

@@ -480,3 +480,21 @@ def l2_batches(loss, data, indices, indptr, order, batch_size, y, q, coef, inter
                       now, rates[b], l2, tiny)
         weighted += loss_sum / count * count
     return rates.shape[0], now, weighted
+
+
+@njit(cache=True, fastmath=SUM_FASTMATH)
+def l2_grad_squares(sums, q, scale, count):
+    """The squared norm of the mean gradient with the L2 penalty's part, without forming it:
+    the sum over i of (sums[i] / count + scale * q[i])**2 (scale = l2 * now: the L2-only lazy
+    steps' q is the coefficients over the product).
+
+    sums:  (p,) float64, the batch's gradient sums (zero on the columns it does not touch)
+    q:     (p,) float64
+    scale: float
+    count: float > 0, the batch's rows
+    """
+    total = 0.0
+    for i in range(sums.shape[0]):
+        g = sums[i] / count + scale * q[i]
+        total += g * g
+    return total
