@@ -31,6 +31,24 @@ def test_layout_holds_each_columns_entries_in_row_order(index_dtype, unsorted):
     assert c.chunk_rows == 10 and c.n_chunks == 6 and c.work.shape == (53 + 2 * 6,)
 
 
+@pytest.mark.parametrize("bucket_entries", [1, 7, 300, 1 << 16])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_bucketed_copy_is_the_same_for_any_buckets_and_threads(monkeypatch, bucket_entries,
+                                                                   threads):
+    """The copy is built in buckets of columns (about BUCKET_ENTRIES non-zeros each: from one
+    column per bucket to one bucket for all), the rows cut into one part per thread: each
+    column's entries in row order whatever the cut, unsorted rows and a last bucket cut short
+    (101 columns) included."""
+    X = wide_csr(1003, 101, index_dtype=np.int64, unsorted=True, seed=2)
+    monkeypatch.setattr(columns, "BUCKET_ENTRIES", bucket_entries)
+    c = with_threads(threads, lambda: small_columns(X, chunk_rows=100, tile_cols=9))
+    X.sort_indices()
+    C = sp.csc_array(X)
+    assert c.colptr.tolist() == C.indptr.tolist()
+    assert np.array_equal(c.rows, C.indices) and np.array_equal(c.data, C.data)
+    assert c.bounds.tolist() == tiles.tile_bounds(X.indices, 101, 9).tolist()
+
+
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("loss", SCALAR_LOSSES)

@@ -15,7 +15,19 @@ row) segments: on the benchmark's hashed text (2e5 x 2**20, 100 non-zeros a row,
 `fastdp bench kernels`, 2026-12-07) the logistic call took 29.8 ms (Cython) and 32.6 ms (Numba)
 where the tiles took 44.5-49.4 ms. Softmax keeps the tiles: a row's K derivatives and a column's
 K coefficients make each random read K times wider, and with this layout its case (2e5 x 2**18,
-K = 10) took 458-527 ms against 161-177 ms with tiles, whose K-wide rows stay in L2.
+K = 10) took 458-527 ms against 161-177 ms with tiles, whose K-wide rows are read tile by tile.
+
+The copy is built in buckets of 2**shift consecutive columns, about BUCKET_ENTRIES non-zeros
+each (1 MiB of values, rows and columns; 256 buckets on the benchmark's shard), in three
+threaded passes: count each part of the rows' (one part per thread) non-zeros per bucket; write
+each non-zero into its bucket, part after part in row order (one write stream per bucket, where
+a non-zero straight to its column's place is a random write into 240 MB); then, bucket by
+bucket, count its columns (colptr) and move its entries to their columns in the same order,
+within a region the size of L2. Each column's entries come out in row order whatever the parts.
+Ad-hoc, on the benchmark's shard (2e5 x 2**20, 2e7 non-zeros, 2 threads, 2026-12-07, two
+rounds of five alternating with a worktree of 86855ec, whose serial pass wrote each non-zero
+to its column's place and counted the columns twice with np.bincount): tile_csr took
+133-236 ms against 675-1,106 ms, for a gradient call of ~30 ms.
 
 Layout (ColumnCSR), for a shard of m rows, n features and nnz non-zeros:
     data:    (nnz,) X's dtype, the non-zeros column by column (column 0's in row order, ...)
@@ -35,10 +47,11 @@ compiled backends: numba_sparse.column_csr_sums and its twin in csrc/sparse_loss
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from .tiles import ColumnTiles, tile_bounds
+from .tiles import ColumnTiles, bounds_of
 
 TILE_COLS = 2**14  # widest tile: 64 tiles over 2**20 features, for the threads to share evenly
 CHUNK_ROWS = 512  # rows per chunk of the margin pass: the threads' unit of work there
@@ -67,18 +80,66 @@ class ColumnCSR(ColumnTiles):
         return -(-self.shape[0] // self.chunk_rows)
 
 
-@njit(cache=True)
-def _fill(data, indices, indptr, colptr, out_data, out_rows):
-    """Column-major copy of CSR (data, indices, indptr) of m rows into out_data and out_rows, row
-    by row so that each column's entries come in row order; colptr (n + 1,) int64 the columns'
-    starts."""
-    next_free = colptr[:-1].copy()
-    for r in range(indptr.shape[0] - 1):
-        for p in range(indptr[r], indptr[r + 1]):
-            q = next_free[indices[p]]
-            next_free[indices[p]] += 1
-            out_data[q] = data[p]
-            out_rows[q] = r
+BUCKET_ENTRIES = 1 << 16  # the copy's non-zeros per bucket of columns, about: 1 MiB at 16 bytes
+
+
+def _bucket_shift(n: int, nnz: int) -> int:
+    """log2 of the columns per bucket: buckets of about BUCKET_ENTRIES non-zeros (if the
+    non-zeros spread evenly), a power of two columns each, at most n."""
+    buckets = max(1, nnz // BUCKET_ENTRIES)
+    return max(0, (-(-n // buckets) - 1).bit_length())
+
+
+@njit(parallel=True, cache=True)
+def _count(indices, indptr, starts, shift, counts):
+    """counts (P, buckets) int64, zeroed, OUT: counts[c, b] <- the non-zeros of rows
+    starts[c]..starts[c + 1] in columns b << shift .. (b + 1) << shift."""
+    for c in prange(starts.shape[0] - 1):
+        for p in range(indptr[starts[c]], indptr[starts[c + 1]]):
+            counts[c, indices[p] >> shift] += 1
+
+
+@njit(parallel=True, cache=True)
+def _bucket(data, indices, indptr, starts, shift, offsets, out_data, out_rows, out_cols):
+    """Each non-zero into its bucket of columns, in row order: part c (rows starts[c] ..
+    starts[c + 1]) writes bucket b's entries from offsets[c, b] on (out_cols: their columns)."""
+    for c in prange(starts.shape[0] - 1):
+        free = offsets[c].copy()
+        for r in range(starts[c], starts[c + 1]):
+            for p in range(indptr[r], indptr[r + 1]):
+                j = indices[p]
+                q = free[j >> shift]
+                free[j >> shift] = q + 1
+                out_data[q] = data[p]
+                out_rows[q] = r
+                out_cols[q] = j
+
+
+@njit(parallel=True, cache=True)
+def _sort_buckets(edges, shift, out_data, out_rows, out_cols, colptr):
+    """Within each bucket of columns (bucket b: the entries edges[b]..edges[b + 1], in row
+    order), the entries into column order, stably: the bucket's column counts give colptr
+    (n + 1,) int64 for its columns (colptr[0] is the caller's), then a copy of the bucket, and
+    each entry to its column's next free place."""
+    n = colptr.shape[0] - 1
+    for b in prange(edges.shape[0] - 1):
+        lo, hi = b << shift, min(n, (b + 1) << shift)
+        a, z = edges[b], edges[b + 1]
+        free = np.zeros(hi - lo, np.int64)
+        for i in range(a, z):
+            free[out_cols[i] - lo] += 1
+        start = a
+        for k in range(hi - lo):
+            count = free[k]
+            free[k] = start
+            start += count
+            colptr[lo + k + 1] = start
+        values, rows, cols = out_data[a:z].copy(), out_rows[a:z].copy(), out_cols[a:z].copy()
+        for i in range(z - a):
+            q = free[cols[i] - lo]
+            free[cols[i] - lo] = q + 1
+            out_data[q] = values[i]
+            out_rows[q] = rows[i]
 
 
 def column_csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, n: int,
@@ -91,11 +152,21 @@ def column_csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, n: int
     n:          number of features
     chunk_rows: rows per chunk of the margin pass, >= 1
     tile_cols:  widest tile, >= 1
+    Built in buckets of columns (module docstring), the rows cut into one part per Numba
+    thread; the copy does not depend on the cut.
     """
     m = indptr.size - 1
+    shift = _bucket_shift(n, indices.size)
+    parts = max(1, min(m, numba.get_num_threads()))
+    starts = np.linspace(0, m, parts + 1).astype(np.int64)
+    counts = np.zeros((parts, (n + (1 << shift) - 1) >> shift), dtype=np.int64)
+    _count(indices, indptr, starts, shift, counts)
+    edges = np.zeros(counts.shape[1] + 1, dtype=np.int64)
+    np.cumsum(counts.sum(axis=0), out=edges[1:])
+    offsets = edges[:-1] + np.cumsum(counts, axis=0) - counts
+    out_data, out_rows, out_cols = np.empty_like(data), np.empty_like(indices), np.empty_like(indices)
+    _bucket(data, indices, indptr, starts, shift, offsets, out_data, out_rows, out_cols)
     colptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(indices, minlength=n), out=colptr[1:])
-    out_data, out_rows = np.empty_like(data), np.empty_like(indices)
-    _fill(data, indices, indptr, colptr, out_data, out_rows)
-    return ColumnCSR((m, n), out_data, out_rows, colptr, tile_bounds(indices, n, tile_cols),
+    _sort_buckets(edges, shift, out_data, out_rows, out_cols, colptr)
+    return ColumnCSR((m, n), out_data, out_rows, colptr, bounds_of(colptr[1:], tile_cols),
                      chunk_rows, np.empty(m + 2 * -(-m // chunk_rows)))

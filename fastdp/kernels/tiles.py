@@ -90,8 +90,15 @@ def tile_bounds(indices: np.ndarray, n: int, tile_cols: int = TILE_COLS) -> np.n
     """Column bounds (T + 1,) int64 of the tiles: each at most tile_cols wide and holding at most
     1.25 * nnz / ceil(n / tile_cols) non-zeros unless it is one column wide (indices: (nnz,) in
     0..n-1)."""
-    cum = np.cumsum(np.bincount(indices, minlength=n))
-    limit = max(1, int(1.25 * indices.size / -(-n // tile_cols)))
+    return bounds_of(np.cumsum(np.bincount(indices, minlength=n)), tile_cols)
+
+
+def bounds_of(cum: np.ndarray, tile_cols: int) -> np.ndarray:
+    """tile_bounds from the columns' cumulative counts cum (n,): cum[j] non-zeros in columns
+    0..j (a column-major copy's colptr[1:])."""
+    n = cum.size
+    nnz = int(cum[-1]) if n else 0
+    limit = max(1, int(1.25 * nnz / -(-n // tile_cols)))
     bounds = [0]
     while bounds[-1] < n:
         start = bounds[-1]
