@@ -101,6 +101,16 @@ def test_layout_holds_each_rows_entries_of_each_tile_in_the_rows_order(index_dty
             assert np.array_equal(t.data[lo:hi], row_data[inside])
 
 
+@pytest.mark.parametrize("unsorted", [False, True])
+def test_the_copy_is_the_same_for_one_part_of_the_rows_or_one_per_thread(unsorted):
+    """tile_csr's passes cut the rows into one part per thread; the copy does not depend on it."""
+    X = wide_csr(1003, 100, index_dtype=np.int64, unsorted=unsorted, seed=6)
+    one, two = (with_threads(k, lambda: small_tiles(X, chunk_rows=64, tile_cols=9)) for k in (1, 2))
+    for name in ("data", "indices", "seg", "bounds"):
+        assert np.array_equal(getattr(one, name), getattr(two, name)), name
+    assert one.seg[-1] == X.nnz and np.all(np.diff(one.seg) >= 0)
+
+
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("backend", COMPILED)

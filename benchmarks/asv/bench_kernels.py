@@ -5,6 +5,9 @@ Cython backends, float64 and float32 X: time per call, GB/s of X read, rows/s, a
 over the NumPy two-pass reference timed in the same setup.
 CsrLogistic: logistic loss on a hashed-text-like CSR shard (100,000 rows, 50..150 non-zeros per
 row, 2**20 columns, int32 indices): time, GB/s, speed-up over SciPy.
+WideCsrCopy: the copy of wide CSR that full-batch fits build once (fastdp.kernels.tile_csr): the
+column-major copy of the logistic case (200,000 x 2**20) and the column tiles of the softmax
+case (200,000 x 2**18, K = 10) of fastdp.bench.cases.
 ReadBandwidth: a Numba parallel sum over 256 MB (fastdp.bench.bandwidth), the roofline the dense
 kernels are read against.
 
@@ -14,10 +17,11 @@ result against the reference.
 
 import numpy as np
 
+from fastdp import kernels
 from fastdp.bench.bandwidth import read_bandwidth
-from fastdp.bench.cases import bytes_of_x
+from fastdp.bench.cases import CASES, CLASSES, bytes_of_x
 
-from .common import Case, best_time, checked_kernel, make_kernel
+from .common import Case, best_time, checked_kernel, make_kernel, make_shard
 
 REPEAT = 5        # timed calls of a compiled kernel per track_ measurement (best of)
 REPEAT_NUMPY = 3  # timed calls of the reference per track_speedup_vs_numpy
@@ -72,6 +76,20 @@ class CsrLogistic:
         scipy_s = best_time(make_kernel(self.case, "numpy", self.shard), REPEAT_NUMPY)
         return scipy_s / best_time(self.call, REPEAT)
     track_speedup_vs_scipy.unit = "x SciPy"
+
+
+class WideCsrCopy:
+    params = (["logistic-csr-2e5x2^20", "softmax10-csr-2e5x2^18"],)
+    param_names = ["case"]
+    timeout = 300
+
+    def setup(self, case):
+        self.X = make_shard(CASES[case]).X
+        self.K = CLASSES if CASES[case].loss == "softmax" else 1
+        kernels.tile_csr(self.X, n_outputs=self.K)  # compiled before the timing
+
+    def time_tile_csr(self, case):
+        kernels.tile_csr(self.X, n_outputs=self.K)
 
 
 class ReadBandwidth:
