@@ -47,11 +47,10 @@ compiled backends: numba_sparse.column_csr_sums and its twin in csrc/sparse_loss
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from numba import njit, prange
 
-from .tiles import ColumnTiles, bounds_of
+from .tiles import ColumnTiles, bounds_of, row_parts
 
 TILE_COLS = 2**14  # widest tile: 64 tiles over 2**20 features, for the threads to share evenly
 CHUNK_ROWS = 512  # rows per chunk of the margin pass: the threads' unit of work there
@@ -157,9 +156,8 @@ def column_csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, n: int
     """
     m = indptr.size - 1
     shift = _bucket_shift(n, indices.size)
-    parts = max(1, min(m, numba.get_num_threads()))
-    starts = np.linspace(0, m, parts + 1).astype(np.int64)
-    counts = np.zeros((parts, (n + (1 << shift) - 1) >> shift), dtype=np.int64)
+    starts = row_parts(m)
+    counts = np.zeros((starts.size - 1, (n + (1 << shift) - 1) >> shift), dtype=np.int64)
     _count(indices, indptr, starts, shift, counts)
     edges = np.zeros(counts.shape[1] + 1, dtype=np.int64)
     np.cumsum(counts.sum(axis=0), out=edges[1:])

@@ -123,6 +123,13 @@ def bounds_of(cum: np.ndarray, tile_cols: int) -> np.ndarray:
     return np.asarray(bounds, dtype=np.int64)
 
 
+def row_parts(m: int) -> np.ndarray:
+    """(P + 1,) int64 bounds of P near-equal parts of m rows, one per Numba thread (at least
+    one part, at most m): the units of work of the copies' threaded passes."""
+    parts = max(1, min(m, numba.get_num_threads()))
+    return np.linspace(0, m, parts + 1).astype(np.int64)
+
+
 @njit(parallel=True, cache=True)
 def _fill(data, indices, indptr, bounds, starts, out_data, out_indices, seg):
     """Tile-major copy of CSR (data, indices, indptr) of m rows into out_data, out_indices and
@@ -180,9 +187,7 @@ def tile_csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, n: int, 
     bounds = tile_bounds(indices, n, tile_cols)
     out_data, out_indices = np.empty_like(data), np.empty_like(indices)
     seg = np.empty((bounds.size - 1) * m + 1, dtype=np.int64)
-    parts = max(1, min(m, numba.get_num_threads()))
-    _fill(data, indices, indptr, bounds, np.linspace(0, m, parts + 1).astype(np.int64), out_data,
-          out_indices, seg)
+    _fill(data, indices, indptr, bounds, row_parts(m), out_data, out_indices, seg)
     chunks = max(1, -(-m // chunk_rows))
     return TiledCSR((m, n), n_outputs, out_data, out_indices, seg, bounds, chunk_rows,
                     np.empty((chunks, chunk_rows * n_outputs + n_outputs + 1)))
