@@ -282,13 +282,13 @@ def test_softmax_batch_sums_are_the_csr_kernels_over_the_gathered_rows():
     assert total == pytest.approx(loss_sum + d_sum.sum() + sums.sum(), rel=1e-12, abs=1e-12)
 
 
-def l2_margins(loss, X, rows, y, q, intercept, now):
+def l2_margins(loss, X, rows, y, q, intercept, now, parts=1):
     """l2_batch_margins: (dz (b, K), intercept's sums, loss sum, total, bound)."""
     K = q.shape[1]
     dz, d_sum = np.full((len(rows), K), np.nan), np.empty(K)
     loss_sum, total, bound = numba_lazy.l2_batch_margins(
         LOSS_CODES[loss], X.data, X.indices, X.indptr, rows, y, q, np.atleast_1d(intercept), now,
-        dz, d_sum)
+        dz, d_sum, np.full((len(rows), 2), np.nan), parts)
     return dz, d_sum, loss_sum, total, bound
 
 
@@ -326,6 +326,49 @@ def test_l2_margins_and_added_rows_are_the_csr_kernels_over_the_gathered_rows(lo
     row_l1 = np.asarray(abs(B).astype(np.float64).sum(axis=1)).ravel()
     assert bound == pytest.approx(float(np.abs(dz).sum(axis=1) @ row_l1), rel=1e-12)
     assert np.array_equal(q, coef / now)  # read only
+
+
+@pytest.mark.parametrize("loss", SCALAR_LOSSES + ["softmax"])
+def test_l2_margins_are_the_same_bits_for_any_number_of_parts(loss):
+    """The threads' parts (up to more parts than rows) change nothing: each row's values are
+    formed alone and summed in row order after."""
+    X, y, _ = problem("logistic" if loss == "softmax" else loss, seed=11)
+    rng = np.random.default_rng(12)
+    K = 3 if loss == "softmax" else 1
+    if loss == "softmax":
+        y = rng.integers(0, K, X.shape[0])
+    q, intercept = rng.standard_normal((X.shape[1], K)), rng.standard_normal(K)
+    rows = np.sort(rng.choice(X.shape[0], 9, replace=False)).astype(np.int64)
+    serial = l2_margins(loss, X, rows, y, q, intercept, 0.7)
+    assert np.all(np.isfinite(serial[0]))
+    for parts in (2, 3, 4, 9, 13):
+        threaded = l2_margins(loss, X, rows, y, q, intercept, 0.7, parts)
+        assert np.array_equal(threaded[0], serial[0]) and np.array_equal(threaded[1], serial[1])
+        assert threaded[2:] == serial[2:]
+
+
+def test_l2_batches_are_the_same_bits_for_any_number_of_parts():
+    """Several epochs' worth of batches stepped with 1 to 4 parts: the same q, intercept,
+    product and weighted loss."""
+    X, y, coef = problem("logistic", rows=200, n=50, seed=13)
+    order = np.random.default_rng(14).permutation(200).astype(np.int64)
+    rates = np.linspace(0.5, 0.1, 200 // 16)
+
+    def run(parts):
+        q, theta = coef.reshape(-1, 1).copy(), np.empty((50, 1))
+        intercept = np.array([0.2])
+        result = numba_lazy.l2_batches(
+            LOSS_CODES["logistic"], X.data, X.indices, X.indptr, order, 16, y, q, theta,
+            intercept, True, rates, 0.01, 1.0, 1e-150, np.empty((16, 1)), np.empty(1),
+            np.empty((16, 2)), parts)
+        return result, q, intercept
+
+    serial = run(1)
+    assert serial[0][0] == len(rates)
+    for parts in (2, 3, 4):
+        threaded = run(parts)
+        assert threaded[0] == serial[0]
+        assert np.array_equal(threaded[1], serial[1]) and np.array_equal(threaded[2], serial[2])
 
 
 @pytest.mark.parametrize("loss", SCALAR_LOSSES)
@@ -379,7 +422,7 @@ def test_l2_batches_stop_before_a_batch_not_known_finite(bad):
         done, now, weighted = numba_lazy.l2_batches(
             LOSS_CODES["squared"], X.data, X.indices, X.indptr, order, 1, y, q,
             theta[:3].reshape(3, 1), theta[3:], True, rates, 0.1, 1.0, 1e-150, np.empty((1, 1)),
-            np.empty(1))
+            np.empty(1), np.empty((1, 2)), 1)
         return done, now, weighted, q, theta
 
     done, now, weighted, q, theta = run(np.array([0.2, 0.2]))

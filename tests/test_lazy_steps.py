@@ -232,3 +232,37 @@ def test_a_diverging_run_raises_on_the_step_the_dense_one_does():
     assert str(lazy.value) == str(dense.value)
     assert re.match(r"the (loss|gradient) became (inf|nan) at step \d+ \(epoch \d+, batch \d+\)",
                     str(lazy.value))
+
+
+@pytest.mark.parametrize("loss,K", [("hinge", None), ("softmax", 3)])
+def test_threaded_margins_give_bitwise_the_serial_model(monkeypatch, loss, K):
+    """Batches formed by the threads (PARALLEL_TERMS 0) or on one (PARALLEL_TERMS above any
+    batch): the same model, history and gradient norm, bit for bit."""
+    X, y = hashed(rows=400, seed=8)
+    if K:
+        y = np.random.default_rng(9).integers(0, K, X.shape[0])
+    kwargs = {"loss": loss, "n_classes": K, "solver": "sgd", "batch_size": 48, "max_iter": 2,
+              "tol": 0, "alpha": 1e-3}
+    monkeypatch.setattr(lazy_steps, "PARALLEL_TERMS", 0)
+    threaded = fit(X, y, **kwargs)
+    monkeypatch.setattr(lazy_steps, "PARALLEL_TERMS", np.inf)
+    serial = fit(X, y, **kwargs)
+    assert np.array_equal(threaded.coef, serial.coef)
+    assert np.array_equal(threaded.intercept, serial.intercept)
+    assert np.array_equal(threaded.loss_history, serial.loss_history)
+    assert threaded.grad_norm == serial.grad_norm
+
+
+def test_margin_parts_wake_the_threads_for_large_batches_only(monkeypatch):
+    """A batch's expected terms (rows x mean non-zeros x K) against PARALLEL_TERMS; a batch
+    larger than the shard counts the shard's rows."""
+    monkeypatch.setattr(lazy_steps.numba, "get_num_threads", lambda: 5)
+    X = sp.csr_matrix(np.ones((100, 40)))  # 40 non-zeros a row
+    monkeypatch.setattr(lazy_steps, "PARALLEL_TERMS", 40 * 50)
+    assert lazy_steps.margin_parts(X, 50, 1) == 5
+    assert lazy_steps.margin_parts(X, 49, 1) == 1
+    assert lazy_steps.margin_parts(X, 25, 2) == 5
+    assert lazy_steps.margin_parts(X, 10_000, 1) == 5  # 100 rows a batch at most
+    monkeypatch.setattr(lazy_steps, "PARALLEL_TERMS", 40 * 101)
+    assert lazy_steps.margin_parts(X, 10_000, 1) == 1
+    assert lazy_steps.margin_parts(sp.csr_matrix((0, 40)), 256, 1) == 1

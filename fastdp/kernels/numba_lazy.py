@@ -49,11 +49,25 @@ batches of 256), two rounds on 2026-12-07 alternating with a worktree of 851356f
 against 165-201 for q alone: the footprint is most of the gain. The coefficients differ from
 the dense steps' in the last bits only, like lazy_batches's.
 
-Serial kernels: a batch's work is small, and waking threads costs more (numba_finite.py).
+Threads: l2_batch_margins forms a batch's rows in `parts` runs of consecutive rows, one per
+thread, each row's values written on their own and summed in row order afterwards, so the bits
+do not depend on parts; the caller picks parts = 1 where a batch is too small to pay for waking
+the threads (fastdp.lazy_steps.margin_parts). Its gathers from q at random are bound by how
+many cache misses a core keeps in flight, and two cores keep twice as many: ad-hoc, 700
+batches of 256 rows on 200,000 x 2**20 hashed rows took 125-134 ms of margins on one thread
+and 56-58 ms on two. The other kernels are serial: add_rows's read-modify-writes at random did
+not scale (a part of the columns per thread, every thread reading all the batch's terms and
+writing those of its own columns: 122-124 ms against 143-150 on one thread, ad-hoc, and slower
+than serial in whole epochs), nor did prefetching the columns a few terms ahead (within noise
+at 16 to 64 terms, for the gathers and the updates); the L1 path's batches and the flushes are
+small or one pass (numba_finite.py: waking threads costs more).
+`fastdp bench peers --skip dense csr ddp`, two rounds on 2026-12-07 alternating with a
+worktree of 006adcf (serial margins): 167 and 198 ms against 207 and 253 (1.36x and 1.16x
+scikit-learn's SGDClassifier, against 0.98x and 1.01x).
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .losses import LOSS_CODES
 from .numba_dense import FASTMATH, pointwise, softmax_row
@@ -342,27 +356,13 @@ def lazy_batches(loss, data, indices, indptr, order, batch_size, y, cols, marks,
     return rates.shape[0], now, a, weighted
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def l2_batch_margins(loss, data, indices, indptr, rows, y, q, intercept, now, dz, d_sum):
-    """The loss and the derivatives of the CSR rows `rows` at the true coefficients q * now (the
-    L2-only lazy steps, module docstring), read in place.
-
-    loss:      int, loss code (losses.LOSS_CODES): a scalar-margin loss (K = 1) or softmax
-    data, indices, indptr, rows, y: as lazy_batch_sums
-    q:         (n, K) float64, the coefficients over `now`
-    intercept: (K,) float64
-    now:       float > 0, the product of the steps' factors so far
-    dz:        (>= b, K) float64, OUT: dz[t] <- row rows[t]'s dloss/dz
-    d_sum:     (K,) float64, OUT: the intercept's gradient sums
-    Returns (loss sum, total, bound): total, the loss sum plus the intercept's sums, NaN or
-    +-inf when one of them is; bound, the sum over the rows of |dloss/dz| * |row|_1, which
-    bounds every column's gradient sum (lazy_batch_sums's SUMS_BOUND test).
-    """
+@njit(inline="always", cache=True, fastmath=FASTMATH)
+def _l2_rows(loss, data, indices, indptr, rows, y, q, intercept, now, dz, row_sums, first, stop):
+    """l2_batch_margins's work on the rows rows[first:stop]: each row's derivatives into dz[t],
+    its loss and |dloss/dz| * |row|_1 into row_sums[t]. Inlined at each call: one body for the
+    serial path and the threads' parts."""
     K = intercept.shape[0]
-    loss_sum = 0.0
-    bound = 0.0
-    d_sum[:] = 0.0
-    for t in range(rows.shape[0]):
+    for t in range(first, stop):
         i = rows[t]
         lo, hi = np.uintp(indptr[i]), np.uintp(indptr[i + 1])
         row_abs = 0.0
@@ -372,10 +372,9 @@ def l2_batch_margins(loss, data, indices, indptr, rows, y, q, intercept, now, dz
                 s += data[p] * q[np.uintp(indices[p]), 0]
                 row_abs += abs(data[p])
             loss_i, d = pointwise(loss, intercept[0] + now * s, np.float64(y[i]))
-            loss_sum += loss_i
-            bound += abs(d) * row_abs
             dz[t, 0] = d
-            d_sum[0] += d
+            row_sums[t, 0] = loss_i
+            row_sums[t, 1] = abs(d) * row_abs
             continue
         zt = dz[t]
         zt[:] = 0.0
@@ -387,10 +386,50 @@ def l2_batch_margins(loss, data, indices, indptr, rows, y, q, intercept, now, dz
             row_abs += abs(v)
         for c in range(K):
             zt[c] = intercept[c] + now * zt[c]
-        loss_sum += softmax_row(zt, np.intp(y[i]))  # zt <- its derivatives
+        row_sums[t, 0] = softmax_row(zt, np.intp(y[i]))  # zt <- its derivatives
+        d_abs = 0.0
         for c in range(K):
-            bound += abs(zt[c]) * row_abs
-            d_sum[c] += zt[c]
+            d_abs += abs(zt[c])
+        row_sums[t, 1] = d_abs * row_abs
+
+
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
+def l2_batch_margins(loss, data, indices, indptr, rows, y, q, intercept, now, dz, d_sum,
+                     row_sums, parts):
+    """The loss and the derivatives of the CSR rows `rows` at the true coefficients q * now (the
+    L2-only lazy steps, module docstring), read in place.
+
+    loss:      int, loss code (losses.LOSS_CODES): a scalar-margin loss (K = 1) or softmax
+    data, indices, indptr, rows, y: as lazy_batch_sums
+    q:         (n, K) float64, the coefficients over `now`
+    intercept: (K,) float64
+    now:       float > 0, the product of the steps' factors so far
+    dz:        (>= b, K) float64, OUT: dz[t] <- row rows[t]'s dloss/dz
+    d_sum:     (K,) float64, OUT: the intercept's gradient sums
+    row_sums:  (>= b, 2) float64, scratch: each row's loss and bound term
+    parts:     int >= 1: the rows are cut into this many consecutive runs, formed by the threads
+               (1: serial, no threads woken). The rows' values are summed afterwards in row
+               order, so every output is the same bits for any parts.
+    Returns (loss sum, total, bound): total, the loss sum plus the intercept's sums, NaN or
+    +-inf when one of them is; bound, the sum over the rows of |dloss/dz| * |row|_1, which
+    bounds every column's gradient sum (lazy_batch_sums's SUMS_BOUND test).
+    """
+    K = intercept.shape[0]
+    b = rows.shape[0]
+    if parts <= 1:
+        _l2_rows(loss, data, indices, indptr, rows, y, q, intercept, now, dz, row_sums, 0, b)
+    else:
+        for part in prange(parts):
+            _l2_rows(loss, data, indices, indptr, rows, y, q, intercept, now, dz, row_sums,
+                     b * part // parts, b * (part + 1) // parts)
+    loss_sum = 0.0
+    bound = 0.0
+    d_sum[:] = 0.0
+    for t in range(b):
+        loss_sum += row_sums[t, 0]
+        bound += row_sums[t, 1]
+        for c in range(K):
+            d_sum[c] += dz[t, c]
     total = loss_sum
     for c in range(K):
         total += d_sum[c]
@@ -453,7 +492,7 @@ def l2_step(data, indices, indptr, rows, dz, q, coef, intercept, fit_intercept, 
 
 @njit(cache=True)
 def l2_batches(loss, data, indices, indptr, order, batch_size, y, q, coef, intercept,
-               fit_intercept, rates, l2, now, tiny, dz, d_sum):
+               fit_intercept, rates, l2, now, tiny, dz, d_sum, row_sums, parts):
     """L2-only lazy steps over consecutive batches in one call (lazy_batches's loop, for l1 = 0):
     each batch l2_batch_margins then l2_step. Stops before a batch whose total is not finite or
     whose bound exceeds SUMS_BOUND (its columns' sums may then overflow: the caller's per-batch
@@ -465,6 +504,7 @@ def l2_batches(loss, data, indices, indptr, order, batch_size, y, q, coef, inter
     l2:      float >= 0, the penalty's weight, with rates[b] * l2 < 1
     now:     float, the product before the first batch (> 0)
     dz:      (>= batch_size, K) float64, scratch
+    row_sums, parts: as l2_batch_margins (row_sums scratch, >= batch_size rows)
     Returns (batches stepped, the product after them, the sum of their mean losses times their
     rows).
     """
@@ -472,7 +512,7 @@ def l2_batches(loss, data, indices, indptr, order, batch_size, y, q, coef, inter
     for b in range(rates.shape[0]):
         rows = order[b * batch_size:(b + 1) * batch_size]
         loss_sum, total, bound = l2_batch_margins(loss, data, indices, indptr, rows, y, q,
-                                                  intercept, now, dz, d_sum)
+                                                  intercept, now, dz, d_sum, row_sums, parts)
         if not (np.isfinite(total) and bound <= SUMS_BOUND):
             return b, now, weighted
         count = float(rows.shape[0])
