@@ -48,8 +48,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -61,7 +62,7 @@ from .dense_steps import DenseSteps, applies as dense_applies
 from .lazy_steps import LazySteps, applies as lazy_applies
 from .comm import Comm, Request, raise_if_any, world
 from .progress import Progress
-from .validation import check_shard
+from .validation import check_features, check_shard, check_targets
 
 SOLVERS = ("gd", "sgd", "adam", "adamw", "lbfgs")
 MINI_BATCH_DEFAULT = 256
@@ -363,6 +364,37 @@ class Batch:
     members: np.ndarray | None = None
 
 
+class Orders:
+    """Epochs' orders (Batches: the permutation, each batch sorted) kept for the fits of one
+    fit_each call, keyed by (random_state, epoch, rows, batch_size), up to ORDERS_BYTES in all
+    (the later ones are drawn by each fit again)."""
+
+    ORDERS_BYTES = 1 << 26
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[int, int, int, int], np.ndarray] = {}
+        self._bytes = 0
+
+    def get(self, key: tuple[int, int, int, int]) -> np.ndarray | None:
+        return self._kept.get(key)
+
+    def keep(self, key: tuple[int, int, int, int], order: np.ndarray) -> None:
+        if self._bytes + order.nbytes <= self.ORDERS_BYTES:
+            self._kept[key] = order
+            self._bytes += order.nbytes
+
+
+@dataclass
+class _Shared:
+    """What the fits of one fit_each call share: X as check_features returned it (fit checks
+    only y when given this very object), and the epochs' orders."""
+    X: Any
+    orders: Orders
+
+
+_SHARED: ContextVar[_Shared | None] = ContextVar("fastdp_train_shared", default=None)
+
+
 class Batches:
     """This rank's part of every global mini-batch. Epoch e draws one permutation of the global
     rows from (random_state, e) and cuts it into batches of batch_size, each sorted once per
@@ -375,7 +407,7 @@ class Batches:
     calls of its own: dense X and y into arrays reused from chunk to chunk (kernels.take_rows,
     threaded, the rows and their targets in one pass), CSR rows by scipy (X[rows], a new matrix
     per chunk, sliced per batch). A Batch's arrays are valid until the `prepare` that gathers the
-    next chunk.
+    next chunk. orders: where fit_each's fits share the epochs' orders (read, never written).
     """
 
     # rows gathered at once: on 100,000 x 32, epochs of 32- and 256-row batches took 1.2x and
@@ -384,9 +416,10 @@ class Batches:
     GATHER_BYTES = 1 << 21  # while a reduction is in flight: test it between pieces this large
 
     def __init__(self, objective: Objective, n_rows: int, batch_size: int,
-                 random_state: int) -> None:
+                 random_state: int, orders: Orders | None = None) -> None:
         self.objective, self.n_rows, self.batch_size = objective, n_rows, batch_size
         self.random_state = random_state
+        self.orders = orders  # epochs' orders shared with other fits (fit_each), or None
         self._epoch, self._order = -1, np.empty(0, dtype=np.int64)
         self._X: np.ndarray | None = None  # dense X's gather buffers
         self._y: np.ndarray | None = None
@@ -433,9 +466,15 @@ class Batches:
         """The epoch's permutation of the global rows, each batch sorted (once per epoch)."""
         if epoch != self._epoch:
             self._epoch = epoch
-            self._order = kernels.sort_batches(
-                np.random.default_rng([self.random_state, epoch]).permutation(self.n_rows),
-                self.batch_size)
+            key = (self.random_state, epoch, self.n_rows, self.batch_size)
+            order = None if self.orders is None else self.orders.get(key)
+            if order is None:
+                order = kernels.sort_batches(
+                    np.random.default_rng([self.random_state, epoch]).permutation(self.n_rows),
+                    self.batch_size)
+                if self.orders is not None:
+                    self.orders.keep(key, order)
+            self._order = order
 
     def batches_per_chunk(self) -> int:
         """Batches in a chunk: as many as CHUNK_BYTES of rows hold, at least one."""
@@ -679,7 +718,12 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
     if error is None and csr_tiles not in ("0", "1"):
         error = (f"{CSR_TILES_VARIABLE} must be 0 (never) or 1 (full-batch fits read wide CSR "
                  f"through a column-major or column-tiled copy, the default), got {csr_tiles!r}")
-    if error is None:
+    shared = _SHARED.get()
+    if shared is not None and X is not shared.X:
+        shared = None  # a fit inside fit_each's over other rows
+    if error is None and shared is not None:
+        y, error = check_targets(X, y, loss, n_classes)
+    elif error is None:
         X, y, error = check_shard(X, y, loss, n_classes)
     raise_if_any(comm, error)
     backend = kernels.pick_backend(loss, X, backend)
@@ -743,7 +787,7 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
             if mini_batch:
                 n_iter, converged, history, grad_norm = _run_mini_batch(
                     loop, batch_size, n_rows, max_iter, tol, n_iter_no_change, random_state,
-                    overlap)
+                    overlap, None if shared is None else shared.orders)
             else:
                 n_iter, converged, history, grad_norm = _run_full_batch(loop, max_iter, tol)
     progress.close()
@@ -754,6 +798,33 @@ def fit(X: Any, y: Any, *, loss: str = "squared", n_classes: int | None = None,
                      grad_norm=grad_norm, n_rows=n_rows, n_ranks=comm.size,
                      threads=used_threads, seconds=time.perf_counter() - start, backend=backend,
                      report=report)
+
+
+def fit_each(X: Any, targets: Iterable[Any], **options: Any) -> Iterator[FitResult]:
+    """fit(X, y, **options) for each y of `targets` in turn, over the same rows (one-vs-rest:
+    fastdp.estimators.LinearSVC), each result yielded as its fit ends.
+
+    X is checked once (fit checks it at every call: O(nnz) for CSR), and the mini-batch fits
+    draw each epoch's permutation once (Orders: kept until the generator is done). Each model is
+    bitwise the one fit(X, y, **options) gives. Collective as fit: every rank passes the same
+    number of targets, each for its own rows. Bad X or options raise the same ValueError on
+    every rank, at the first target.
+    """
+    comm = options.get("comm") or world()
+    X, error = check_features(X)
+    raise_if_any(comm, error)
+    shared = _Shared(X, Orders())
+    for y in targets:
+        yield _fit_shared(shared, y, options)  # no reference kept while the caller has it
+
+
+def _fit_shared(shared: _Shared, y: Any, options: dict[str, Any]) -> FitResult:
+    """fit(shared.X, y, **options), X's checks skipped and the orders shared."""
+    token = _SHARED.set(shared)
+    try:
+        return fit(shared.X, y, **options)
+    finally:
+        _SHARED.reset(token)
 
 
 def training_report(objective: Objective) -> dict[str, Any]:
@@ -918,11 +989,11 @@ def _run_full_batch(loop: _Loop, max_iter: int,
 
 
 def _run_mini_batch(loop: _Loop, batch_size: int, n_rows: int, max_iter: int, tol: float,
-                    n_iter_no_change: int, random_state: int,
-                    overlap: bool) -> tuple[int, bool, list[float], float]:
+                    n_iter_no_change: int, random_state: int, overlap: bool,
+                    orders: Orders | None) -> tuple[int, bool, list[float], float]:
     objective, rule, state = loop.objective, loop.rule, loop.state
     theta, history = state.theta, state.history
-    batches = Batches(objective, n_rows, batch_size, random_state)
+    batches = Batches(objective, n_rows, batch_size, random_state, orders)
     # one rank, nothing between two steps but their arithmetic: steps without Python between
     # them (fastdp.lazy_steps for CSR rows, fastdp.dense_steps for dense ones), else None
     context = {"callback": loop.callback,

@@ -88,30 +88,38 @@ def _check_targets(y: Any, loss: str, n_classes: int | None, dtype: np.dtype) ->
 def check_shard(X: Any, y: Any, loss: str = "squared",
                 n_classes: int | None = None) -> tuple[Any, np.ndarray | None, str | None]:
     """Validate one rank's rows for `loss`. Returns (X, y, None) ready for the kernels, or
-    (None, None, error).
+    (None, None, error): check_features, then check_targets.
 
     X: (m, n) dense, n >= 1, copied into C order when needed; or scipy.sparse (converted to CSR,
        whose indices must lie in [0, n) and be sorted within each row). No NaN or inf.
     y: (m,), finite. squared: cast to X's dtype; logistic, hinge, squared_hinge: -1 or +1;
        softmax: integer class labels 0..n_classes-1, returned as int64.
     """
-    X, error = _check_features(X)
+    X, error = check_features(X)
     if error is None:
-        y, error = _check_targets(y, loss, n_classes, X.dtype)
-    if error is None and X.shape[0] != y.shape[0]:
-        error = f"X has {X.shape[0]} rows but y has {y.shape[0]}"
-    if error is None:
-        error = _kernel_input_error(X, y, loss, n_classes)
+        y, error = check_targets(X, y, loss, n_classes)
     return (None, None, error) if error else (X, y, None)
 
 
-def _kernel_input_error(X: Any, y: np.ndarray, loss: str, n_classes: int | None) -> str | None:
-    """The kernels' own content checks (CSR indices, label values), run once, as a message."""
-    n = X.shape[1]
-    coef, intercept = (np.zeros((n, n_classes)), np.zeros(n_classes)) if loss == "softmax" \
-        else (np.zeros(n), 0.0)
-    try:
-        kernels.validate_input(loss, X, y, coef, intercept)
-    except ValueError as exc:
-        return str(exc)
-    return None
+def check_features(X: Any) -> tuple[Any, str | None]:
+    """check_shard's checks of X alone (the same for every loss and target): (X ready for the
+    kernels, None) or (None, error)."""
+    X, error = _check_features(X)
+    if error is None and sp.issparse(X):
+        try:
+            kernels.validate_csr(X)
+        except ValueError as exc:
+            error = str(exc)
+    return (None, error) if error else (X, None)
+
+
+def check_targets(X: Any, y: Any, loss: str = "squared",
+                  n_classes: int | None = None) -> tuple[np.ndarray | None, str | None]:
+    """check_shard's checks of y against X as check_features returned it: (y ready for the
+    kernels, None) or (None, error)."""
+    y, error = _check_targets(y, loss, n_classes, X.dtype)
+    if error is None and X.shape[0] != y.shape[0]:
+        error = f"X has {X.shape[0]} rows but y has {y.shape[0]}"
+    if error is None:
+        error = kernels.labels_error(loss, y, n_classes if loss == "softmax" else 1)
+    return (None, error) if error else (y, None)

@@ -2,6 +2,7 @@ import re
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from fastdp import kernels, synthetic, train
 from fastdp.train import fit, fit_gd
@@ -523,3 +524,75 @@ def test_softmax_on_wide_csr_trains_on_column_tiles(backend, monkeypatch):
     assert plain.report["csr_tiles"] == [0] and tiled.report["csr_tiles"] == [1]
     np.testing.assert_allclose(tiled.coef, plain.coef, rtol=0, atol=1e-9)
     np.testing.assert_allclose(tiled.intercept, plain.intercept, rtol=0, atol=1e-9)
+
+
+def one_vs_rest_data(rows=300, n=400, classes=3, seed=21):
+    """Wide CSR rows and labels 0..classes-1, and each class's -1/+1 targets."""
+    rng = np.random.default_rng(seed)
+    X = sp.random(rows, n, density=0.03, format="csr", random_state=rng)
+    labels = rng.integers(0, classes, rows)
+    return X, [np.where(labels == c, 1.0, -1.0) for c in range(classes)]
+
+
+@pytest.mark.parametrize("options", [
+    {"loss": "hinge", "solver": "sgd", "batch_size": 32, "max_iter": 3, "tol": 0, "alpha": 1e-3},
+    {"loss": "logistic", "solver": "sgd", "batch_size": 50, "max_iter": 2, "alpha": 1e-2,
+     "l1_ratio": 0.5, "callback": lambda step, theta, value: None},
+    {"loss": "squared_hinge", "solver": "lbfgs", "max_iter": 20, "alpha": 1e-2},
+])
+def test_fit_each_gives_bitwise_the_models_of_separate_fits(options):
+    X, targets = one_vs_rest_data()
+    each = list(train.fit_each(X, iter(targets), **options))
+    assert len(each) == len(targets)
+    for result, y in zip(each, targets):
+        alone = fit(X, y, **options)
+        assert np.array_equal(result.coef, alone.coef) and result.intercept == alone.intercept
+        assert np.array_equal(result.loss_history, alone.loss_history)
+        assert result.n_iter == alone.n_iter and result.grad_norm == alone.grad_norm
+
+
+def test_fit_each_checks_x_once_and_draws_each_epoch_once(monkeypatch):
+    """X's checks run at the first target only (never check_shard's); each epoch's order is
+    drawn for the first target and read by the others."""
+    X, targets = one_vs_rest_data()
+    checked, drawn = [], []
+    check_features, sort_batches = train.check_features, kernels.sort_batches
+    monkeypatch.setattr(train, "check_features", lambda X: checked.append(1) or check_features(X))
+    monkeypatch.setattr(train, "check_shard", None)
+    monkeypatch.setattr(kernels, "sort_batches",
+                        lambda order, size: drawn.append(size) or sort_batches(order, size))
+    results = list(train.fit_each(X, targets, loss="hinge", solver="sgd", batch_size=64,
+                                  max_iter=4, tol=0))
+    assert len(results) == 3 and checked == [1] and drawn == [64] * 4
+
+
+def test_fit_each_draws_the_orders_past_its_budget_again(monkeypatch):
+    X, targets = one_vs_rest_data()
+    options = {"loss": "hinge", "solver": "sgd", "batch_size": 64, "max_iter": 3, "tol": 0}
+    kept = list(train.fit_each(X, targets, **options))
+    monkeypatch.setattr(train.Orders, "ORDERS_BYTES", 300 * 8)  # one epoch's order
+    drawn = []
+    sort_batches = kernels.sort_batches
+    monkeypatch.setattr(kernels, "sort_batches",
+                        lambda order, size: drawn.append(size) or sort_batches(order, size))
+    tight = list(train.fit_each(X, targets, **options))
+    assert len(drawn) == 1 + 2 * 3  # epoch 0 kept, epochs 1 and 2 drawn by every fit
+    for a, b in zip(kept, tight):
+        assert np.array_equal(a.coef, b.coef) and a.intercept == b.intercept
+
+
+def test_fit_each_names_bad_data_as_fit_does():
+    X, targets = one_vs_rest_data()
+    bad = X.copy()
+    bad.data[5] = np.nan
+    with pytest.raises(ValueError, match=r"X contains NaN \(first at row \d+\)"):
+        next(train.fit_each(bad, targets, loss="hinge", solver="sgd"))
+    wrong = [targets[0], np.where(targets[1] > 0, 2.0, -1.0)]
+    results = train.fit_each(X, wrong, loss="hinge", solver="sgd", max_iter=1)
+    assert next(results).coef.shape == (400,)
+    with pytest.raises(ValueError, match="y must be -1 or \\+1 for loss 'hinge', got 2.0 at row"):
+        next(results)
+    with pytest.raises(ValueError, match="X has 300 rows but y has 299"):
+        next(train.fit_each(X, [targets[0][:-1]], loss="hinge"))
+    with pytest.raises(ValueError, match="learning_rate"):
+        next(train.fit_each(X, targets, loss="hinge", learning_rate=-1.0))

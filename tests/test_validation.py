@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from fastdp.validation import check_shard
+from fastdp.validation import check_features, check_shard, check_targets
 
 
 def test_valid_input_passes_and_is_contiguous():
@@ -40,3 +41,19 @@ def test_bad_input_is_named(X, y, message):
     assert error is not None
     import re
     assert re.search(message, error), error
+
+
+def test_check_features_and_check_targets_are_check_shard_in_two():
+    """X's checks alone (what one-vs-rest fits share), then y's against the checked X."""
+    X = sp.csr_matrix((np.ones(3), np.array([2, 0, 1]), np.array([0, 2, 3])), shape=(2, 3))
+    assert check_features(X) == (None, "X (CSR) indices are not sorted in row 0; sort them with "
+                                       "X.sort_indices()")
+    X.sort_indices()
+    checked, error = check_features(X.astype(np.int64))
+    assert error is None and checked.dtype == np.float64
+    assert check_targets(checked, [1, -1], "hinge")[0].tolist() == [1.0, -1.0]
+    assert check_targets(checked, [1, 0], "hinge") == (
+        None, "y must be -1 or +1 for loss 'hinge', got 0.0 at row 1")
+    assert check_targets(checked, [0, 3], "softmax", 3) == (
+        None, "y has label 3 but coef has 3 classes (labels must be 0..2)")
+    assert check_targets(checked, [1.0], "squared") == (None, "X has 2 rows but y has 1")

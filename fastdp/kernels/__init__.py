@@ -289,9 +289,9 @@ def _prepare(loss: str, X, y, coef, intercept, validate: bool):
         intercept = np.ascontiguousarray(intercept, dtype=np.float64)
         if y.dtype.kind not in "iu":
             raise ValueError(f"y must hold integer class labels for loss {loss!r}, got dtype {y.dtype}")
-        if validate and m and (y.min() < 0 or y.max() >= K):
-            bad = y.min() if y.min() < 0 else y.max()
-            raise ValueError(f"y has label {bad} but coef has {K} classes (labels must be 0..{K - 1})")
+        error = labels_error(loss, y, K) if validate else None
+        if error:
+            raise ValueError(error)
         y = np.ascontiguousarray(y, dtype=np.intp)
     else:
         K = 1
@@ -303,10 +303,34 @@ def _prepare(loss: str, X, y, coef, intercept, validate: bool):
         if y.dtype.kind not in "biuf":
             raise ValueError(f"y must be numeric, got dtype {y.dtype}")
         y = np.ascontiguousarray(y, dtype=dtype)
-        if validate and loss in BINARY_LOSSES and not np.all((y == 1) | (y == -1)):
-            p = int(np.flatnonzero((y != 1) & (y != -1))[0])
-            raise ValueError(f"y must be -1 or +1 for loss {loss!r}, got {y[p]} at row {p}")
+        error = labels_error(loss, y, K) if validate else None
+        if error:
+            raise ValueError(error)
     return parts, y, coef, intercept, K
+
+
+def labels_error(loss: str, y: np.ndarray, n_outputs: int) -> str | None:
+    """The message naming y's first label the loss cannot take, or None: softmax labels must lie
+    in 0..n_outputs-1, the binary losses' targets be -1 or +1 (the squared loss takes any).
+
+    y: (m,) numeric, integer labels for softmax.
+    """
+    if loss in MULTICLASS_LOSSES:
+        if y.size and (y.min() < 0 or y.max() >= n_outputs):
+            bad = y.min() if y.min() < 0 else y.max()
+            return (f"y has label {bad} but coef has {n_outputs} classes "
+                    f"(labels must be 0..{n_outputs - 1})")
+    elif loss in BINARY_LOSSES and not np.all((y == 1) | (y == -1)):
+        p = int(np.flatnonzero((y != 1) & (y != -1))[0])
+        return f"y must be -1 or +1 for loss {loss!r}, got {y[p]} at row {p}"
+    return None
+
+
+def validate_csr(X) -> None:
+    """validate_input's checks of a CSR X alone, whatever the loss and y: its dtypes, array
+    lengths, indptr non-decreasing, column indices in range and sorted within each row (O(nnz)).
+    Raises ValueError as validate_input does."""
+    _prepare_csr(X, validate=True)
 
 
 def validate_input(loss: str, X, y, coef, intercept) -> None:

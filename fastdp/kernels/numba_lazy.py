@@ -377,7 +377,8 @@ def _l2_rows(loss, data, indices, indptr, rows, y, q, intercept, now, dz, row_su
             row_sums[t, 1] = abs(d) * row_abs
             continue
         zt = dz[t]
-        zt[:] = 0.0
+        for c in range(K):  # loops, not array expressions: parallel=True makes those parfors,
+            zt[c] = 0.0     # each waking the threads
         for p in range(lo, hi):
             v = data[p]
             j = np.uintp(indices[p])
@@ -424,7 +425,8 @@ def l2_batch_margins(loss, data, indices, indptr, rows, y, q, intercept, now, dz
                      b * part // parts, b * (part + 1) // parts)
     loss_sum = 0.0
     bound = 0.0
-    d_sum[:] = 0.0
+    for c in range(K):
+        d_sum[c] = 0.0
     for t in range(b):
         loss_sum += row_sums[t, 0]
         bound += row_sums[t, 1]
