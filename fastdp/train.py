@@ -809,6 +809,10 @@ def fit_each(X: Any, targets: Iterable[Any], **options: Any) -> Iterator[FitResu
     bitwise the one fit(X, y, **options) gives. Collective as fit: every rank passes the same
     number of targets, each for its own rows. Bad X or options raise the same ValueError on
     every rank, at the first target.
+    Ad-hoc, one hinge epoch per class, batches of 256, paired rounds against separate fits:
+    3 classes on 200,000 x 2**20 hashed rows (240 MB of X), medians 437 ms against 529
+    (1.15x); 39 classes on the fortunes corpus (4 MB of X), 0.94x: there the checks' one
+    sequential pass had been bringing X into cache for the epoch's reads in batch order.
     """
     comm = options.get("comm") or world()
     X, error = check_features(X)
