@@ -5,6 +5,9 @@ Checked against the dense step they stand for: the batch's sums are numba_sparse
 over the same rows (up to rounding), and a step followed by a flush gives the dense update and
 soft-threshold of every coefficient."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -442,3 +445,28 @@ def test_l2_grad_squares_is_the_squared_norm_of_the_mean_gradient():
     expected = np.sum((sums / 7.0 + 0.3 * q) ** 2)
     assert numba_lazy.l2_grad_squares(sums, q, 0.3, 7.0) == pytest.approx(expected, rel=1e-13)
     assert numba_lazy.l2_grad_squares(np.zeros(0), np.zeros(0), 0.3, 7.0) == 0.0
+
+
+FIRST_CALL = """
+import numpy as np, scipy.sparse as sp
+from fastdp.kernels import LOSS_CODES, numba_lazy
+X = sp.csr_matrix(np.array([[1.0, 2.0, 0.0], [0.0, 1.0, 1.0]]))
+q = np.zeros((3, 1))
+done, now, weighted = numba_lazy.l2_batches(
+    LOSS_CODES["hinge"], X.data, X.indices, X.indptr, np.array([0, 1]), 1, np.array([1.0, -1.0]),
+    q, np.empty((3, 1)), np.zeros(1), True, np.array([0.1, 0.1]), 0.1, 1.0, 1e-150,
+    np.empty((1, 1)), np.empty(1), np.empty((1, 2)), 2)
+print(done)
+"""
+
+
+def test_l2_batches_threads_start_when_it_is_a_process_first_numba_call():
+    """l2_batches is a process's first compiled call, compiled then loaded from numba's cache
+    (smoke test: when its parallel loop was in l2_batch_margins, which it called, some fresh
+    processes crashed loading it from the cache, numba issue #8578; this test did not catch
+    that every time)."""
+    for _ in range(2):
+        run = subprocess.run([sys.executable, "-c", FIRST_CALL], capture_output=True, text=True,
+                             timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.stdout.split() == ["2"]

@@ -415,6 +415,18 @@ def l2_batch_margins(loss, data, indices, indptr, rows, y, q, intercept, now, dz
     +-inf when one of them is; bound, the sum over the rows of |dloss/dz| * |row|_1, which
     bounds every column's gradient sum (lazy_batch_sums's SUMS_BOUND test).
     """
+    return _l2_margins(loss, data, indices, indptr, rows, y, q, intercept, now, dz, d_sum,
+                       row_sums, parts)
+
+
+@njit(inline="always", cache=True, fastmath=FASTMATH)
+def _l2_margins(loss, data, indices, indptr, rows, y, q, intercept, now, dz, d_sum, row_sums,
+                parts):
+    """l2_batch_margins's body, inlined into each kernel called from Python (l2_batch_margins,
+    l2_batches), so that each holds its own parallel loop: a cached caller without one that
+    called l2_batch_margins crashed in some fresh processes (numba issue #8578: a nested
+    parallel function's threading set-up is not run when its caller is loaded from the
+    cache)."""
     K = intercept.shape[0]
     b = rows.shape[0]
     if parts <= 1:
@@ -492,7 +504,7 @@ def l2_step(data, indices, indptr, rows, dz, q, coef, intercept, fit_intercept, 
     return after
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
 def l2_batches(loss, data, indices, indptr, order, batch_size, y, q, coef, intercept,
                fit_intercept, rates, l2, now, tiny, dz, d_sum, row_sums, parts):
     """L2-only lazy steps over consecutive batches in one call (lazy_batches's loop, for l1 = 0):
@@ -508,20 +520,28 @@ def l2_batches(loss, data, indices, indptr, order, batch_size, y, q, coef, inter
     dz:      (>= batch_size, K) float64, scratch
     row_sums, parts: as l2_batch_margins (row_sums scratch, >= batch_size rows)
     Returns (batches stepped, the product after them, the sum of their mean losses times their
-    rows).
+    rows). Compiled with l2_batch_margins's fastmath flags, which its inlined body takes from
+    here: the margins are the same bits as the per-batch path's.
     """
     weighted = 0.0
     for b in range(rates.shape[0]):
         rows = order[b * batch_size:(b + 1) * batch_size]
-        loss_sum, total, bound = l2_batch_margins(loss, data, indices, indptr, rows, y, q,
-                                                  intercept, now, dz, d_sum, row_sums, parts)
+        loss_sum, total, bound = _l2_margins(loss, data, indices, indptr, rows, y, q, intercept,
+                                             now, dz, d_sum, row_sums, parts)
         if not (np.isfinite(total) and bound <= SUMS_BOUND):
             return b, now, weighted
         count = float(rows.shape[0])
         now = l2_step(data, indices, indptr, rows, dz, q, coef, intercept, fit_intercept, d_sum,
                       now, rates[b], l2, tiny)
-        weighted += loss_sum / count * count
+        weighted += _mean_times_rows(loss_sum, count)
     return rates.shape[0], now, weighted
+
+
+@njit(cache=True)
+def _mean_times_rows(loss_sum, count):
+    """(loss_sum / count) * count, as the per-batch path adds a batch's loss up: a function of
+    its own, compiled without fastmath, which would cancel the two (and fuse the sum)."""
+    return loss_sum / count * count
 
 
 @njit(cache=True, fastmath=SUM_FASTMATH)
