@@ -31,13 +31,6 @@ def _copy_rows(X, rows, out, y, y_out, first, stop):
 
 
 @njit(parallel=True, cache=True)
-def _take_rows_threaded(X, rows, out, y, y_out):
-    k = rows.shape[0]
-    for c in prange((k + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
-        _copy_rows(X, rows, out, y, y_out, c * ROWS_PER_TASK, min(k, (c + 1) * ROWS_PER_TASK))
-
-
-@njit(cache=True)
 def take_rows(X, rows, out, y, y_out):
     """out[i] <- X[rows[i]] and y_out[i] <- y[rows[i]] for every i; by threads beyond SERIAL_ROWS rows.
 
@@ -47,7 +40,10 @@ def take_rows(X, rows, out, y, y_out):
     y:     (m,) any numeric dtype, or None (then y_out is None too and only X's rows are copied)
     y_out: (k,) y's dtype, OUT
     """
-    if rows.shape[0] <= SERIAL_ROWS:
-        _copy_rows(X, rows, out, y, y_out, 0, rows.shape[0])
-    else:
-        _take_rows_threaded(X, rows, out, y, y_out)
+    k = rows.shape[0]
+    if k <= SERIAL_ROWS:
+        _copy_rows(X, rows, out, y, y_out, 0, k)
+    else:  # the loop here, not in a parallel function of its own that this one calls: a cached
+        # caller of one crashed in some fresh processes (numba issue #8578, numba_lazy.py)
+        for c in prange((k + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
+            _copy_rows(X, rows, out, y, y_out, c * ROWS_PER_TASK, min(k, (c + 1) * ROWS_PER_TASK))
