@@ -54,8 +54,9 @@ class LazySteps:
     the running product of the steps' factors. With L1 (l1 > 0), kernels.numba_lazy's `cols`,
     (n, 2K): q and the gradient sums side by side, a mark per column (a bit of `marks`), the sum
     of the L1 thresholds and the columns of the batch summed last; without, `cols` is q alone,
-    (n, K), and `dz` the derivatives of the batch's rows. `cols` holds the coefficients;
-    theta's are up to date after a `flush` only (its intercept always is)."""
+    (n, K), in theta's own coefficients (no copy: nothing reads them between two flushes), and
+    `dz` the derivatives of the batch's rows. `cols` holds the coefficients; theta's are up to
+    date after a `flush` only (its intercept always is)."""
 
     def __init__(self, objective: Objective, batch_size: int, theta: np.ndarray) -> None:
         self.objective = objective
@@ -66,7 +67,7 @@ class LazySteps:
         self.d_sum = np.zeros(K)  # the intercept's gradient sums
         self.rows = np.empty(0, dtype=np.int64)  # the batch summed last
         if self.l2_only:
-            self.cols = self._coef(theta).copy()
+            self.cols = self._coef(theta)  # q = coef / now, now = 1
             self.dz = np.empty((batch_size, K))
             self.row_sums = np.empty((batch_size, 2))
             self.parts = margin_parts(objective.X, batch_size, K)
