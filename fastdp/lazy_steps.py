@@ -21,8 +21,9 @@ The model differs from the dense steps' in the last bits (a column's decay and s
 the steps that leave its gradient zero are one product and one sum instead of roundings at every
 step); it is the same from run to run. Without L1 (l1 = 0) the steps are linear in the gradient
 and each non-zero's term goes into the coefficients directly (numba_lazy's l2_* kernels: no
-gradient sums, marks or list of columns, half the memory read at random), and a batch of
-PARALLEL_TERMS terms or more has its margins formed by the threads (the same bits: numba_lazy).
+gradient sums, marks or list of columns, half the memory read at random). Either way a batch
+of PARALLEL_TERMS terms or more has its margins formed by the threads (the same bits:
+numba_lazy).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ if TYPE_CHECKING:  # only for the annotations: train imports this module
     from .train import Objective
 
 TINY = 1e-150  # the running product is folded into the parameters before it falls below this
-# Without L1, a batch's margins are formed by the threads when it holds about this many
+# A batch's margins are formed by the threads when it holds about this many
 # non-zero terms (rows x mean non-zeros per row x K) or more (margin_parts). Ad-hoc, 3-epoch
 # hinge fits on the fortunes corpus (2**18 columns, 22 non-zeros a row, q in cache) with
 # batches of 128 to 1024 rows (2,800 to 22,000 terms) were within noise threaded or not; on
@@ -66,16 +67,15 @@ class LazySteps:
         self.now, self.a = 1.0, 0.0  # the product, the threshold sum (0 without L1)
         self.d_sum = np.zeros(K)  # the intercept's gradient sums
         self.rows = np.empty(0, dtype=np.int64)  # the batch summed last
+        self.dz = np.empty((batch_size, K))  # the batch's rows' derivatives
+        self.row_sums = np.empty((batch_size, 2))  # and their losses and bound terms
+        self.parts = margin_parts(objective.X, batch_size, K)
         if self.l2_only:
             self.cols = self._coef(theta)  # q = coef / now, now = 1
-            self.dz = np.empty((batch_size, K))
-            self.row_sums = np.empty((batch_size, 2))
-            self.parts = margin_parts(objective.X, batch_size, K)
         else:
             self.cols = np.empty((n, 2 * K))
             numba_lazy.lazy_load(self._coef(theta), self.cols)
             self.marks = np.zeros((n + 7) // 8, dtype=np.uint8)
-            self.z = np.empty(K)  # a row's margins
             # lazy_batch_sums writes entry k (the columns listed so far) at every non-zero
             indptr = objective.X.indptr
             longest = int(np.diff(indptr).max()) if indptr.size > 1 else 0
@@ -114,7 +114,8 @@ class LazySteps:
             done, self.now, self.a, weighted = numba_lazy.lazy_batches(
                 self.code, X.data, X.indices, X.indptr, order, batch_size, objective.y, self.cols,
                 self.marks, coef, intercept, objective.fit_intercept, rates, penalty.l2,
-                penalty.l1, self.now, self.a, TINY, self.touched, self.z, self.d_sum)
+                penalty.l1, self.now, self.a, TINY, self.touched, self.dz, self.d_sum,
+                self.row_sums, self.parts)
         objective.evaluations += done
         objective.compute_seconds += time.perf_counter() - start
         return done, weighted
@@ -147,7 +148,8 @@ class LazySteps:
         else:
             self.k, buf[size], objective.sums_total = numba_lazy.lazy_batch_sums(
                 self.code, X.data, X.indices, X.indptr, rows, objective.y, self.cols, self.marks,
-                theta[n_coef:], self.now, self.a, self.touched, self.z, self.d_sum)
+                theta[n_coef:], self.now, self.a, self.touched, self.dz, self.d_sum,
+                self.row_sums, self.parts)
         buf[n_coef:size] = self.d_sum
         count = len(rows)
         buf[size + 1] = count
@@ -205,7 +207,7 @@ class LazySteps:
 
 
 def margin_parts(X: Any, batch_size: int, K: int) -> int:
-    """How many threads form a batch's margins in the L2-only steps (numba_lazy.l2_batch_margins:
+    """How many threads form a batch's margins (numba_lazy.l2_batch_margins, lazy_batch_sums:
     the same bits for any number): numba's thread count when a batch of batch_size rows of CSR X
     holds PARALLEL_TERMS terms or more on average, else 1 (a batch too small to pay for waking
     them)."""

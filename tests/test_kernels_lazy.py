@@ -45,12 +45,13 @@ def true_coef(cols, now, a=0.0):
     return np.copysign(now * np.maximum(np.abs(cols[:, 0]) - a, 0.0), cols[:, 0])
 
 
-def batch_sums(loss, X, rows, y, cols, marks, intercept, now, a, touched):
+def batch_sums(loss, X, rows, y, cols, marks, intercept, now, a, touched, parts=1):
     """lazy_batch_sums for a scalar loss: (k, intercept's sum, loss sum, total)."""
     d_sum = np.empty(1)
     k, loss_sum, total = numba_lazy.lazy_batch_sums(
         LOSS_CODES[loss], X.data, X.indices, X.indptr, rows, y, cols, marks,
-        np.array([intercept]), now, a, touched, np.empty(1), d_sum)
+        np.array([intercept]), now, a, touched, np.empty((len(rows), 1)), d_sum,
+        np.empty((len(rows), 2)), parts)
     return k, d_sum[0], loss_sum, total
 
 
@@ -241,7 +242,8 @@ def test_batches_stop_before_a_batch_whose_sums_are_not_finite():
         marks = marks_of(cols)
         done, now, a, weighted = numba_lazy.lazy_batches(
             *args, cols, marks, theta[:3].reshape(3, 1), theta[3:], True, rates, 0.1, 0.05, 1.0,
-            0.0, 1e-150, np.empty(4, np.int64), np.empty(1), np.empty(1))
+            0.0, 1e-150, np.empty(4, np.int64), np.empty((1, 1)), np.empty(1), np.empty((1, 2)),
+            1)
         assert not marks.any()  # the bad batch left no column marked
         return done, now, a, weighted, cols, theta
 
@@ -269,7 +271,7 @@ def test_softmax_batch_sums_are_the_csr_kernels_over_the_gathered_rows():
     touched, d_sum, marks = np.empty(n + 1, np.int64), np.empty(K), marks_of(cols)
     k, loss_sum, total = numba_lazy.lazy_batch_sums(
         LOSS_CODES["softmax"], X.data, X.indices, X.indptr, rows, y, cols, marks, intercept, 1.0,
-        0.0, touched, np.empty(K), d_sum)
+        0.0, touched, np.empty((len(rows), K)), d_sum, np.empty((len(rows), 2)), 1)
     sums = cols[:, K:]
     B = X[rows]
     out = np.empty((1, n * K + K + 1))
@@ -348,6 +350,29 @@ def test_l2_margins_are_the_same_bits_for_any_number_of_parts(loss):
         threaded = l2_margins(loss, X, rows, y, q, intercept, 0.7, parts)
         assert np.array_equal(threaded[0], serial[0]) and np.array_equal(threaded[1], serial[1])
         assert threaded[2:] == serial[2:]
+
+
+@pytest.mark.parametrize("loss", SCALAR_LOSSES)
+def test_lazy_batch_sums_are_the_same_bits_for_any_number_of_parts(loss):
+    """With L1's records: the threads' parts change neither the sums, the columns listed and
+    marked, nor the loss and total."""
+    X, y, coef = problem(loss, seed=15)
+    n = X.shape[1]
+    rows = np.sort(np.random.default_rng(16).choice(X.shape[0], 11, replace=False)).astype(np.int64)
+
+    def run(parts):
+        cols, marks = np.zeros((n, 2)), np.zeros((n + 7) // 8, dtype=np.uint8)
+        cols[:, 0] = coef
+        touched = np.full(n + 1, -1, dtype=np.int64)
+        result = batch_sums(loss, X, rows, y, cols, marks, 0.2, 0.9, 0.01, touched, parts)
+        return result, cols, marks, touched
+
+    serial = run(1)
+    for parts in (2, 3, 5, 11, 16):
+        threaded = run(parts)
+        assert threaded[0] == serial[0]
+        for a, b in zip(threaded[1:], serial[1:]):
+            assert np.array_equal(a, b)
 
 
 def test_l2_batches_are_the_same_bits_for_any_number_of_parts():

@@ -234,15 +234,16 @@ def test_a_diverging_run_raises_on_the_step_the_dense_one_does():
                     str(lazy.value))
 
 
-@pytest.mark.parametrize("loss,K", [("hinge", None), ("softmax", 3)])
-def test_threaded_margins_give_bitwise_the_serial_model(monkeypatch, loss, K):
+@pytest.mark.parametrize("loss,K,l1_ratio", [("hinge", None, 0.0), ("softmax", 3, 0.0),
+                                              ("logistic", None, 0.5), ("softmax", 3, 0.3)])
+def test_threaded_margins_give_bitwise_the_serial_model(monkeypatch, loss, K, l1_ratio):
     """Batches formed by the threads (PARALLEL_TERMS 0) or on one (PARALLEL_TERMS above any
-    batch): the same model, history and gradient norm, bit for bit."""
+    batch), with and without L1: the same model, history and gradient norm, bit for bit."""
     X, y = hashed(rows=400, seed=8)
     if K:
         y = np.random.default_rng(9).integers(0, K, X.shape[0])
     kwargs = {"loss": loss, "n_classes": K, "solver": "sgd", "batch_size": 48, "max_iter": 2,
-              "tol": 0, "alpha": 1e-3}
+              "tol": 0, "alpha": 1e-2, "l1_ratio": l1_ratio}
     monkeypatch.setattr(lazy_steps, "PARALLEL_TERMS", 0)
     threaded = fit(X, y, **kwargs)
     monkeypatch.setattr(lazy_steps, "PARALLEL_TERMS", np.inf)

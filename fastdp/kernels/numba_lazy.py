@@ -93,9 +93,9 @@ def _mark(marks, j):
     return (byte & bit) == 0
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
 def lazy_batch_sums(loss, data, indices, indptr, rows, y, cols, marks, intercept, now, a, touched,
-                    z, d_sum):
+                    dz, d_sum, row_sums, parts):
     """Sums of the loss and its gradient over the CSR rows `rows`, read in place: those of
     numba_sparse.csr_block_sums (csr_softmax_block_sums) over the rows gathered, at the true
     coefficients, up to rounding.
@@ -114,8 +114,12 @@ def lazy_batch_sums(loss, data, indices, indptr, rows, y, cols, marks, intercept
     touched:   (> the listed columns,) int64, OUT: the columns with a row whose derivative is
                not zero (hinge losses: rows inside the margin), first; entry k, the columns
                listed so far, is written at every non-zero of such a row
-    z:         (K,) float64, scratch
+    dz:        (>= b, K) float64, OUT: dz[t] <- row rows[t]'s dloss/dz
     d_sum:     (K,) float64, OUT: the intercept's gradient sums
+    row_sums:  (>= b, 2) float64, scratch: each row's loss and bound term
+    parts:     int >= 1: the rows' margins are formed in this many runs of consecutive rows, by
+               the threads (1: serial), as l2_batch_margins's; the sums are then added up on one
+               thread in row order, so every output is the same bits for any parts
     Returns (k, loss sum, total): k columns in touched[:k]; total, NaN or +-inf when a sum is
     (numba_mean.mean_gradient's finiteness test): the loss sum plus the intercept's sums, plus
     the columns' sums only when their bound, the sum over the rows of |d| * |row|_1, exceeds
@@ -124,23 +128,75 @@ def lazy_batch_sums(loss, data, indices, indptr, rows, y, cols, marks, intercept
     less in an ad-hoc A/B, while `fastdp bench peers --skip dense csr ddp` (200,000 x 2**20)
     saw no change beyond its noise.
     """
+    return _lazy_sums(loss, data, indices, indptr, rows, y, cols, marks, intercept, now, a,
+                      touched, dz, d_sum, row_sums, parts)
+
+
+@njit(inline="always", cache=True, fastmath=FASTMATH)
+def _lazy_rows(loss, data, indices, indptr, rows, y, cols, intercept, now, a, dz, row_sums, first,
+               stop):
+    """lazy_batch_sums's margins of the rows rows[first:stop] at the true coefficients: each
+    row's derivatives into dz[t], its loss and |dloss/dz| * |row|_1 (0 where dloss/dz is 0)
+    into row_sums[t]. Reads the q of cols only (their sums are written after, by _lazy_sums)."""
     K = intercept.shape[0]
-    k = 0
-    loss_sum = 0.0
-    bound = 0.0  # >= every |column sum| (up to a relative 1e-12 of rounding)
-    d_sum[:] = 0.0
-    for i in rows:
+    for t in range(first, stop):
+        i = rows[t]
         lo, hi = np.uintp(indptr[i]), np.uintp(indptr[i + 1])
+        row_abs = 0.0
         if loss != SOFTMAX:  # K = 1, as plain scalars: the generic loops cost 20-30% here
             zi = intercept[0]
-            row_abs = 0.0
             for p in range(lo, hi):
                 zi += data[p] * true_coef(cols[np.uintp(indices[p]), 0], now, a)
                 row_abs += abs(data[p])
             loss_i, d = pointwise(loss, zi, np.float64(y[i]))
-            loss_sum += loss_i
+            dz[t, 0] = d
+            row_sums[t, 0] = loss_i
+            row_sums[t, 1] = abs(d) * row_abs if d != 0.0 else 0.0
+            continue
+        zt = dz[t]
+        for c in range(K):  # loops, not array expressions (parfors under parallel=True)
+            zt[c] = intercept[c]
+        for p in range(lo, hi):
+            v = data[p]
+            j = np.uintp(indices[p])
+            for c in range(K):
+                zt[c] += v * true_coef(cols[j, c], now, a)
+            row_abs += abs(v)
+        row_sums[t, 0] = softmax_row(zt, np.intp(y[i]))  # zt <- its derivatives
+        d_abs = 0.0
+        for c in range(K):
+            d_abs += abs(zt[c])
+        row_sums[t, 1] = d_abs * row_abs
+
+
+@njit(inline="always", cache=True, fastmath=FASTMATH)
+def _lazy_sums(loss, data, indices, indptr, rows, y, cols, marks, intercept, now, a, touched, dz,
+               d_sum, row_sums, parts):
+    """lazy_batch_sums's body, inlined into it and into lazy_batches (each then holds its own
+    parallel loop: _l2_margins says why): the margins by _lazy_rows, in parts, then on this
+    thread, row after row, the gradient sums into cols, the columns listed and marked."""
+    K = intercept.shape[0]
+    b = rows.shape[0]
+    if parts <= 1:
+        _lazy_rows(loss, data, indices, indptr, rows, y, cols, intercept, now, a, dz, row_sums,
+                   0, b)
+    else:
+        for part in prange(parts):
+            _lazy_rows(loss, data, indices, indptr, rows, y, cols, intercept, now, a, dz,
+                       row_sums, b * part // parts, b * (part + 1) // parts)
+    k = 0
+    loss_sum = 0.0
+    bound = 0.0  # >= every |column sum| (up to a relative 1e-12 of rounding)
+    for c in range(K):
+        d_sum[c] = 0.0
+    for t in range(b):
+        i = rows[t]
+        lo, hi = np.uintp(indptr[i]), np.uintp(indptr[i + 1])
+        loss_sum += row_sums[t, 0]
+        if loss != SOFTMAX:
+            d = dz[t, 0]
             if d != 0.0:  # hinge losses: rows past the margin add nothing
-                bound += abs(d) * row_abs
+                bound += row_sums[t, 1]
                 for p in range(lo, hi):
                     j = np.uintp(indices[p])
                     cols[j, 1] += d * data[p]
@@ -148,26 +204,16 @@ def lazy_batch_sums(loss, data, indices, indptr, rows, y, cols, marks, intercept
                     k += _mark(marks, j)
                 d_sum[0] += d
             continue
-        z[:] = intercept
-        row_abs = 0.0
+        bound += row_sums[t, 1]
         for p in range(lo, hi):
             v = data[p]
             j = np.uintp(indices[p])
             for c in range(K):
-                z[c] += v * true_coef(cols[j, c], now, a)
-            row_abs += abs(v)
-        loss_sum += softmax_row(z, np.intp(y[i]))  # z <- its derivatives
-        for c in range(K):
-            bound += abs(z[c]) * row_abs
-        for p in range(lo, hi):
-            v = data[p]
-            j = np.uintp(indices[p])
-            for c in range(K):
-                cols[j, K + c] += v * z[c]
+                cols[j, K + c] += v * dz[t, c]
             touched[k] = j
             k += _mark(marks, j)
         for c in range(K):
-            d_sum[c] += z[c]
+            d_sum[c] += dz[t, c]
     total = loss_sum
     for c in range(K):
         total += d_sum[c]
@@ -315,17 +361,17 @@ def lazy_step(touched, k, cols, marks, coef, intercept, fit_intercept, d_sum, co
     return after, a_after
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
 def lazy_batches(loss, data, indices, indptr, order, batch_size, y, cols, marks, coef, intercept,
-                 fit_intercept, rates, l2, l1, now, a, tiny, touched, z, d_sum):
+                 fit_intercept, rates, l2, l1, now, a, tiny, touched, dz, d_sum, row_sums, parts):
     """Lazy steps over consecutive batches in one call: batch b (0 <= b < len(rates)) is the rows
     order[b * batch_size:(b + 1) * batch_size], stepped at rate rates[b]; each as
     lazy_batch_sums then lazy_step. Stops before a batch whose sums are not all finite, leaving
     its columns as they were.
 
-    loss, data, indices, indptr, y, cols, marks, intercept, touched, z, d_sum: as
-                   lazy_batch_sums
-                   (intercept also moved if fit_intercept)
+    loss, data, indices, indptr, y, cols, marks, intercept, touched, dz, d_sum, row_sums,
+    parts:         as lazy_batch_sums (intercept also moved if fit_intercept; dz and row_sums
+                   >= batch_size rows)
     order:         (>= len(rates) * batch_size,) int64, the rows, batch after batch
     batch_size:    int >= 1
     coef:          (n, K) float64, OUT: the true coefficients, written by a flush only
@@ -335,24 +381,25 @@ def lazy_batches(loss, data, indices, indptr, order, batch_size, y, cols, marks,
     tiny:          float > 0, the product's floor
     Returns (batches stepped, the product and the threshold sum after them, the sum over them
     of loss sum / rows * rows: each batch's mean loss times its rows, as the training loop adds
-    them).
+    them). Compiled with lazy_batch_sums's fastmath flags, which its inlined body takes from here.
     """
     K = intercept.shape[0]
     weighted = 0.0
     for b in range(rates.shape[0]):
         rows = order[b * batch_size:(b + 1) * batch_size]
-        k, loss_sum, total = lazy_batch_sums(loss, data, indices, indptr, rows, y, cols, marks,
-                                             intercept, now, a, touched, z, d_sum)
+        k, loss_sum, total = _lazy_sums(loss, data, indices, indptr, rows, y, cols, marks,
+                                        intercept, now, a, touched, dz, d_sum, row_sums, parts)
         if not np.isfinite(total):
             for t in range(k):
                 j = touched[t]
-                cols[j, K:] = 0.0
+                for c in range(K, 2 * K):
+                    cols[j, c] = 0.0
                 marks[j >> 3] = 0
             return b, now, a, weighted
         count = float(rows.shape[0])
         now, a = lazy_step(touched, k, cols, marks, coef, intercept, fit_intercept, d_sum, count,
                            now, a, rates[b], l2, l1, tiny)
-        weighted += loss_sum / count * count
+        weighted += _mean_times_rows(loss_sum, count)
     return rates.shape[0], now, a, weighted
 
 
