@@ -49,10 +49,11 @@ batches of 256), two rounds on 2026-12-07 alternating with a worktree of 851356f
 against 165-201 for q alone: the footprint is most of the gain. The coefficients differ from
 the dense steps' in the last bits only, like lazy_batches's.
 
-Threads: l2_batch_margins forms a batch's rows in `parts` runs of consecutive rows, one per
-thread, each row's values written on their own and summed in row order afterwards, so the bits
-do not depend on parts; the caller picks parts = 1 where a batch is too small to pay for waking
-the threads (fastdp.lazy_steps.margin_parts). Its gathers from q at random are bound by how
+Threads: l2_batch_margins (and lazy_batch_sums, whose margins read only the records' q and
+whose sums then go in on one thread) forms a batch's rows in `parts` runs of consecutive rows,
+one per thread, each row's values written on their own and summed in row order afterwards, so
+the bits do not depend on parts; the caller picks parts = 1 where a batch is too small to pay
+for waking the threads (fastdp.lazy_steps.margin_parts). Its gathers from q at random are bound by how
 many cache misses a core keeps in flight, and two cores keep twice as many: ad-hoc, 700
 batches of 256 rows on 200,000 x 2**20 hashed rows took 125-134 ms of margins on one thread
 and 56-58 ms on two. The other kernels are serial: add_rows's read-modify-writes at random did
