@@ -294,3 +294,54 @@ for backend in ("numba", "cython"):
     for backend, r in serial.items():
         assert result.lines(f"TILES-{backend}") == [f"TILES-{backend} {k} [16, 16]" for k in range(2)]
         assert_all_ranks_equal_serial(result, 2, f"THETA-{backend}", np.append(r.coef, r.intercept))
+
+
+def test_fit_each_on_2_ranks_equals_separate_fits_and_names_bad_data_on_both(mpirun):
+    """One-vs-rest through fit_each on 2 ranks (CSR shards, mini-batch SGD): each model is
+    bitwise the separate fit's, on every rank; unsorted CSR indices on rank 1 raise the same
+    ValueError on both ranks at the first target, and a bad target on rank 0 at its own."""
+    result = mpirun(2, PRELUDE + """
+import scipy.sparse as sp
+from fastdp import train
+rng = np.random.default_rng(31)
+X = sp.random(600, 300, density=0.05, format="csr", random_state=rng)
+labels = rng.integers(0, 3, 600)
+rows = partition.contiguous_range(600, comm.size, comm.rank)
+X, labels = X[rows], labels[rows]
+targets = [np.where(labels == c, 1.0, -1.0) for c in range(3)]
+options = dict(loss="hinge", solver="sgd", batch_size=40, max_iter=2, tol=0, alpha=1e-3)
+for c, result in enumerate(train.fit_each(X, targets, **options)):
+    alone = train.fit(X, targets[c], **options)
+    say("SAME", comm.rank, c, bool(np.array_equal(result.coef, alone.coef)
+                                   and result.intercept == alone.intercept))
+    say("COEF", comm.rank, c, result.coef[:5].tolist())
+bad = X.copy()
+if comm.rank == 1:
+    bad.indices[:2] = bad.indices[1::-1]
+    bad.has_sorted_indices = False
+try:
+    next(train.fit_each(bad, targets, **options))
+    say("NO-ERROR", comm.rank)
+except ValueError as exc:
+    say("CAUGHT-X", comm.rank, exc)
+wrong = [targets[0], targets[1] * (2.0 if comm.rank == 0 else 1.0)]
+fits = train.fit_each(X, wrong, **options)
+next(fits)
+try:
+    next(fits)
+    say("NO-ERROR", comm.rank)
+except ValueError as exc:
+    say("CAUGHT-Y", comm.rank, exc)
+""", timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "NO-ERROR" not in result.stdout
+    for c in range(3):
+        assert [line.split()[-1] for line in result.lines("SAME ")
+                if line.split()[2] == str(c)] == ["True", "True"]
+        coefs = [line.split(" ", 3)[3] for line in result.lines("COEF ") if line.split()[2] == str(c)]
+        assert len(coefs) == 2 and coefs[0] == coefs[1]
+    for rank in (0, 1):
+        [x_line] = result.lines(f"CAUGHT-X {rank}")
+        assert "rank 1: X (CSR) indices are not sorted in row" in x_line
+        [y_line] = result.lines(f"CAUGHT-Y {rank}")
+        assert "rank 0: y must be -1 or +1 for loss 'hinge', got -2.0 at row 0" in y_line
