@@ -94,6 +94,52 @@ def _mark(marks, j):
     return (byte & bit) == 0
 
 
+@njit(inline="always", cache=True, fastmath=FASTMATH)
+def _margin_rows(loss, data, indices, indptr, rows, y, q, records, intercept, now, a, dz, row_sums,
+                 first, stop):
+    """The margins of the rows rows[first:stop] at the true coefficients: each row's derivatives
+    into dz[t], its loss and |dloss/dz| * |row|_1 (0 where dloss/dz is 0) into row_sums[t].
+    records (a constant at each call): True, q is lazy_batch_sums's cols (n, 2K), each
+    coefficient true_coef(q, now, a), read alone (the sums beside it are not); False, q is the
+    L2-only steps' (n, K), the sum over a row taken over q and multiplied by now once. Inlined
+    at each call: one body for the serial path and the threads' parts."""
+    K = intercept.shape[0]
+    for t in range(first, stop):
+        i = rows[t]
+        lo, hi = np.uintp(indptr[i]), np.uintp(indptr[i + 1])
+        row_abs = 0.0
+        if loss != SOFTMAX:  # K = 1, as plain scalars: the generic loops cost 20-30% here
+            zi = intercept[0] if records else 0.0
+            for p in range(lo, hi):
+                j = np.uintp(indices[p])
+                zi += data[p] * (true_coef(q[j, 0], now, a) if records else q[j, 0])
+                row_abs += abs(data[p])
+            if not records:
+                zi = intercept[0] + now * zi
+            loss_i, d = pointwise(loss, zi, np.float64(y[i]))
+            dz[t, 0] = d
+            row_sums[t, 0] = loss_i
+            row_sums[t, 1] = abs(d) * row_abs if d != 0.0 else 0.0
+            continue
+        zt = dz[t]
+        for c in range(K):  # loops, not array expressions: parallel=True makes those parfors,
+            zt[c] = intercept[c] if records else 0.0  # each waking the threads
+        for p in range(lo, hi):
+            v = data[p]
+            j = np.uintp(indices[p])
+            for c in range(K):
+                zt[c] += v * (true_coef(q[j, c], now, a) if records else q[j, c])
+            row_abs += abs(v)
+        if not records:
+            for c in range(K):
+                zt[c] = intercept[c] + now * zt[c]
+        row_sums[t, 0] = softmax_row(zt, np.intp(y[i]))  # zt <- its derivatives
+        d_abs = 0.0
+        for c in range(K):
+            d_abs += abs(zt[c])
+        row_sums[t, 1] = d_abs * row_abs
+
+
 @njit(cache=True, fastmath=FASTMATH, parallel=True)
 def lazy_batch_sums(loss, data, indices, indptr, rows, y, cols, marks, intercept, now, a, touched,
                     dz, d_sum, row_sums, parts):
@@ -134,57 +180,20 @@ def lazy_batch_sums(loss, data, indices, indptr, rows, y, cols, marks, intercept
 
 
 @njit(inline="always", cache=True, fastmath=FASTMATH)
-def _lazy_rows(loss, data, indices, indptr, rows, y, cols, intercept, now, a, dz, row_sums, first,
-               stop):
-    """lazy_batch_sums's margins of the rows rows[first:stop] at the true coefficients: each
-    row's derivatives into dz[t], its loss and |dloss/dz| * |row|_1 (0 where dloss/dz is 0)
-    into row_sums[t]. Reads the q of cols only (their sums are written after, by _lazy_sums)."""
-    K = intercept.shape[0]
-    for t in range(first, stop):
-        i = rows[t]
-        lo, hi = np.uintp(indptr[i]), np.uintp(indptr[i + 1])
-        row_abs = 0.0
-        if loss != SOFTMAX:  # K = 1, as plain scalars: the generic loops cost 20-30% here
-            zi = intercept[0]
-            for p in range(lo, hi):
-                zi += data[p] * true_coef(cols[np.uintp(indices[p]), 0], now, a)
-                row_abs += abs(data[p])
-            loss_i, d = pointwise(loss, zi, np.float64(y[i]))
-            dz[t, 0] = d
-            row_sums[t, 0] = loss_i
-            row_sums[t, 1] = abs(d) * row_abs if d != 0.0 else 0.0
-            continue
-        zt = dz[t]
-        for c in range(K):  # loops, not array expressions (parfors under parallel=True)
-            zt[c] = intercept[c]
-        for p in range(lo, hi):
-            v = data[p]
-            j = np.uintp(indices[p])
-            for c in range(K):
-                zt[c] += v * true_coef(cols[j, c], now, a)
-            row_abs += abs(v)
-        row_sums[t, 0] = softmax_row(zt, np.intp(y[i]))  # zt <- its derivatives
-        d_abs = 0.0
-        for c in range(K):
-            d_abs += abs(zt[c])
-        row_sums[t, 1] = d_abs * row_abs
-
-
-@njit(inline="always", cache=True, fastmath=FASTMATH)
 def _lazy_sums(loss, data, indices, indptr, rows, y, cols, marks, intercept, now, a, touched, dz,
                d_sum, row_sums, parts):
     """lazy_batch_sums's body, inlined into it and into lazy_batches (each then holds its own
-    parallel loop: _l2_margins says why): the margins by _lazy_rows, in parts, then on this
+    parallel loop: _l2_margins says why): the margins by _margin_rows, in parts, then on this
     thread, row after row, the gradient sums into cols, the columns listed and marked."""
     K = intercept.shape[0]
     b = rows.shape[0]
     if parts <= 1:
-        _lazy_rows(loss, data, indices, indptr, rows, y, cols, intercept, now, a, dz, row_sums,
-                   0, b)
+        _margin_rows(loss, data, indices, indptr, rows, y, cols, True, intercept, now, a, dz,
+                     row_sums, 0, b)
     else:
         for part in prange(parts):
-            _lazy_rows(loss, data, indices, indptr, rows, y, cols, intercept, now, a, dz,
-                       row_sums, b * part // parts, b * (part + 1) // parts)
+            _margin_rows(loss, data, indices, indptr, rows, y, cols, True, intercept, now, a, dz,
+                         row_sums, b * part // parts, b * (part + 1) // parts)
     k = 0
     loss_sum = 0.0
     bound = 0.0  # >= every |column sum| (up to a relative 1e-12 of rounding)
@@ -404,44 +413,6 @@ def lazy_batches(loss, data, indices, indptr, order, batch_size, y, cols, marks,
     return rates.shape[0], now, a, weighted
 
 
-@njit(inline="always", cache=True, fastmath=FASTMATH)
-def _l2_rows(loss, data, indices, indptr, rows, y, q, intercept, now, dz, row_sums, first, stop):
-    """l2_batch_margins's work on the rows rows[first:stop]: each row's derivatives into dz[t],
-    its loss and |dloss/dz| * |row|_1 into row_sums[t]. Inlined at each call: one body for the
-    serial path and the threads' parts."""
-    K = intercept.shape[0]
-    for t in range(first, stop):
-        i = rows[t]
-        lo, hi = np.uintp(indptr[i]), np.uintp(indptr[i + 1])
-        row_abs = 0.0
-        if loss != SOFTMAX:  # K = 1, as plain scalars (as lazy_batch_sums)
-            s = 0.0
-            for p in range(lo, hi):
-                s += data[p] * q[np.uintp(indices[p]), 0]
-                row_abs += abs(data[p])
-            loss_i, d = pointwise(loss, intercept[0] + now * s, np.float64(y[i]))
-            dz[t, 0] = d
-            row_sums[t, 0] = loss_i
-            row_sums[t, 1] = abs(d) * row_abs
-            continue
-        zt = dz[t]
-        for c in range(K):  # loops, not array expressions: parallel=True makes those parfors,
-            zt[c] = 0.0     # each waking the threads
-        for p in range(lo, hi):
-            v = data[p]
-            j = np.uintp(indices[p])
-            for c in range(K):
-                zt[c] += v * q[j, c]
-            row_abs += abs(v)
-        for c in range(K):
-            zt[c] = intercept[c] + now * zt[c]
-        row_sums[t, 0] = softmax_row(zt, np.intp(y[i]))  # zt <- its derivatives
-        d_abs = 0.0
-        for c in range(K):
-            d_abs += abs(zt[c])
-        row_sums[t, 1] = d_abs * row_abs
-
-
 @njit(cache=True, fastmath=FASTMATH, parallel=True)
 def l2_batch_margins(loss, data, indices, indptr, rows, y, q, intercept, now, dz, d_sum,
                      row_sums, parts):
@@ -478,11 +449,12 @@ def _l2_margins(loss, data, indices, indptr, rows, y, q, intercept, now, dz, d_s
     K = intercept.shape[0]
     b = rows.shape[0]
     if parts <= 1:
-        _l2_rows(loss, data, indices, indptr, rows, y, q, intercept, now, dz, row_sums, 0, b)
+        _margin_rows(loss, data, indices, indptr, rows, y, q, False, intercept, now, 0.0, dz,
+                     row_sums, 0, b)
     else:
         for part in prange(parts):
-            _l2_rows(loss, data, indices, indptr, rows, y, q, intercept, now, dz, row_sums,
-                     b * part // parts, b * (part + 1) // parts)
+            _margin_rows(loss, data, indices, indptr, rows, y, q, False, intercept, now, 0.0, dz,
+                         row_sums, b * part // parts, b * (part + 1) // parts)
     loss_sum = 0.0
     bound = 0.0
     for c in range(K):
