@@ -94,15 +94,16 @@ def _mark(marks, j):
     return (byte & bit) == 0
 
 
-@njit(inline="always", cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH)
 def _margin_rows(loss, data, indices, indptr, rows, y, q, records, intercept, now, a, dz, row_sums,
                  first, stop):
     """The margins of the rows rows[first:stop] at the true coefficients: each row's derivatives
     into dz[t], its loss and |dloss/dz| * |row|_1 (0 where dloss/dz is 0) into row_sums[t].
-    records (a constant at each call): True, q is lazy_batch_sums's cols (n, 2K), each
-    coefficient true_coef(q, now, a), read alone (the sums beside it are not); False, q is the
-    L2-only steps' (n, K), the sum over a row taken over q and multiplied by now once. Inlined
-    at each call: one body for the serial path and the threads' parts."""
+    records: True, q is lazy_batch_sums's cols (n, 2K), each coefficient true_coef(q, now, a),
+    read alone (the sums beside it are not); False, q is the L2-only steps' (n, K), the sum over
+    a row taken over q and multiplied by now once. A function of its own, called by the serial
+    path and by each thread's part (not inlined: inlined into the four parallel kernels, it
+    made their compilation take 12-15 s per signature)."""
     K = intercept.shape[0]
     for t in range(first, stop):
         i = rows[t]
