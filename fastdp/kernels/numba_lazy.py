@@ -141,6 +141,22 @@ def _margin_rows(loss, data, indices, indptr, rows, y, q, records, intercept, no
         row_sums[t, 1] = d_abs * row_abs
 
 
+@njit(inline="always", cache=True, fastmath=FASTMATH)
+def _margins_in_parts(loss, data, indices, indptr, rows, y, q, records, intercept, now, a, dz,
+                      row_sums, parts):
+    """_margin_rows over all the rows: on this thread (parts <= 1), or in `parts` runs of
+    consecutive rows by the threads. Inlined, so that the parallel loop lives in each kernel
+    called from Python (_l2_margins says why)."""
+    b = rows.shape[0]
+    if parts <= 1:
+        _margin_rows(loss, data, indices, indptr, rows, y, q, records, intercept, now, a, dz,
+                     row_sums, 0, b)
+    else:
+        for part in prange(parts):
+            _margin_rows(loss, data, indices, indptr, rows, y, q, records, intercept, now, a, dz,
+                         row_sums, b * part // parts, b * (part + 1) // parts)
+
+
 @njit(cache=True, fastmath=FASTMATH, parallel=True)
 def lazy_batch_sums(loss, data, indices, indptr, rows, y, cols, marks, intercept, now, a, touched,
                     dz, d_sum, row_sums, parts):
@@ -184,17 +200,12 @@ def lazy_batch_sums(loss, data, indices, indptr, rows, y, cols, marks, intercept
 def _lazy_sums(loss, data, indices, indptr, rows, y, cols, marks, intercept, now, a, touched, dz,
                d_sum, row_sums, parts):
     """lazy_batch_sums's body, inlined into it and into lazy_batches (each then holds its own
-    parallel loop: _l2_margins says why): the margins by _margin_rows, in parts, then on this
+    parallel loop: _l2_margins says why): the margins by _margins_in_parts, then on this
     thread, row after row, the gradient sums into cols, the columns listed and marked."""
     K = intercept.shape[0]
     b = rows.shape[0]
-    if parts <= 1:
-        _margin_rows(loss, data, indices, indptr, rows, y, cols, True, intercept, now, a, dz,
-                     row_sums, 0, b)
-    else:
-        for part in prange(parts):
-            _margin_rows(loss, data, indices, indptr, rows, y, cols, True, intercept, now, a, dz,
-                         row_sums, b * part // parts, b * (part + 1) // parts)
+    _margins_in_parts(loss, data, indices, indptr, rows, y, cols, True, intercept, now, a, dz,
+                      row_sums, parts)
     k = 0
     loss_sum = 0.0
     bound = 0.0  # >= every |column sum| (up to a relative 1e-12 of rounding)
@@ -449,13 +460,8 @@ def _l2_margins(loss, data, indices, indptr, rows, y, q, intercept, now, dz, d_s
     cache)."""
     K = intercept.shape[0]
     b = rows.shape[0]
-    if parts <= 1:
-        _margin_rows(loss, data, indices, indptr, rows, y, q, False, intercept, now, 0.0, dz,
-                     row_sums, 0, b)
-    else:
-        for part in prange(parts):
-            _margin_rows(loss, data, indices, indptr, rows, y, q, False, intercept, now, 0.0, dz,
-                         row_sums, b * part // parts, b * (part + 1) // parts)
+    _margins_in_parts(loss, data, indices, indptr, rows, y, q, False, intercept, now, 0.0, dz,
+                      row_sums, parts)
     loss_sum = 0.0
     bound = 0.0
     for c in range(K):
