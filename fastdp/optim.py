@@ -142,7 +142,10 @@ class SGD:
         if nesterov and momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
-        self.velocity = np.zeros(n_params)
+        self.n_params = n_params
+        # only momentum reads v: without, no array of n_params (a pass of zeros per fit, which
+        # one-vs-rest pays once per class)
+        self.velocity = np.zeros(n_params if self.momentum else 0)
 
     def step(self, theta: np.ndarray, grad: np.ndarray, lr: float) -> None:
         if self.momentum == 0:
@@ -155,7 +158,7 @@ class SGD:
 
     def state(self) -> dict[str, np.ndarray]:
         """{"velocity": (p,)} (zeros without momentum)."""
-        return {"velocity": self.velocity}
+        return {"velocity": self.velocity if self.momentum else np.zeros(self.n_params)}
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore what `state` returned."""

@@ -57,7 +57,7 @@ def test_batches_are_the_rule_and_penalty_steps_one_after_another(fit_intercept,
                                             velocity, 1.5)
     assert done == len(rates) and total == pytest.approx(1.5 + weighted, rel=1e-14)
     np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-15)
-    np.testing.assert_allclose(velocity, rule.velocity, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(velocity, rule.state()["velocity"], rtol=1e-14, atol=1e-15)
     assert fit_intercept or got[n] == theta[n]
 
 

@@ -70,6 +70,21 @@ def test_sgd_momentum_and_nesterov_by_hand():
     assert theta[0] == pytest.approx(0.7)
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_sgd_state_holds_the_velocity_with_or_without_momentum(momentum):
+    """The checkpointed state is a velocity of n_params values either way (zeros without
+    momentum, which keeps none of its own), and set_state checks its shape."""
+    rule = optim.make_rule("sgd", 3, momentum=momentum)
+    theta = np.ones(3)
+    rule.step(theta, np.array([1.0, 2.0, 3.0]), 0.1)
+    np.testing.assert_array_equal(rule.state()["velocity"], [1.0, 2.0, 3.0] if momentum else 0.0)
+    saved = {"velocity": np.array([4.0, 5.0, 6.0])}
+    rule.set_state(saved)
+    np.testing.assert_array_equal(rule.state()["velocity"], saved["velocity"] if momentum else 0.0)
+    with pytest.raises(ValueError, match=r"SGD state 'velocity' must be float64 of shape \(3,\)"):
+        rule.set_state({"velocity": np.zeros(2)})
+
+
 def test_adam_first_step_is_lr_times_sign_and_adamw_decays_coef_only():
     theta = np.array([1.0, -1.0, 1.0])
     adam = optim.make_rule("adam", 3)

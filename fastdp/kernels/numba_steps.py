@@ -68,7 +68,7 @@ def dense_batches(loss, X, y, order, batch_size, theta, sums, grad, fit_intercep
     rates:         (steps,) float64, the learning rates
     l2, l1:        float, the penalty's L2 and L1 weights
     momentum:      float in [0, 1); nesterov: bool
-    velocity:      (n + 1,) float64, IN/OUT: v (untouched when momentum is 0)
+    velocity:      (n + 1,) float64, IN/OUT: v (untouched, of any size, when momentum is 0)
     weighted:      float, what the batches' losses are added to (a previous call's result)
     Returns (batches stepped, weighted + the sum over them of loss sum / rows * rows: each
     batch's mean loss times its rows, added one after another as the training loop adds them).
