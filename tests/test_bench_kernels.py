@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from fastdp.bench import cases, kernels
+from fastdp.bench import cases, kernels, report
 from fastdp.bench.bandwidth import bandwidth_probe, read_bandwidth
 
 
@@ -17,6 +17,7 @@ def test_suite_runs_checks_and_writes_its_report(tmp_path, capsys):
     assert kernels.main(argv) == 0
     printed = capsys.readouterr().out
     assert "x numpy" in printed and "float32 / float64 rows/s" in printed and "paired" in printed
+    assert report.describe() in printed.splitlines()  # the machine line
     probe_lines = [line for line in printed.splitlines() if line.split()[1:2] == ["read"]]
     assert len(probe_lines) == 4, "each case's line of the bandwidth probe"
     record = json.loads((tmp_path / "kernels.json").read_text())

@@ -139,6 +139,7 @@ def print_table(record: dict[str, Any]) -> None:
               f"{'fastdp/bare':>13}{'model µs':>11}")
     print(f"fastdp bench comm: Allreduce(SUM, IN_PLACE) of float64 buffers on {record['ranks']} "
           "ranks; median over timed calls, each call the slowest rank's time")
+    print(report.describe())
     print(header)
     print("-" * len(header))
     for m in record["sizes"]:

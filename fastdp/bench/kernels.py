@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in group:
             results[name], bandwidth[name] = timed[name], read
     targets = evaluate_targets(results)
+    print(report.describe())
     print(format_table(results, bandwidth, targets), flush=True)
     report.write_json(args.out, "kernels", {"bandwidth_gb_per_s": bandwidth, "results": results,
                                             "targets": targets, "scale": args.scale})

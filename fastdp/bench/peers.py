@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += two_process_step(args.rows, args.features)
     if "sgd" not in args.skip:
         rows += sgd_epoch(args.csr_rows, args.rounds)
+    print(report.describe())
     print(format_table(rows), flush=True)
     torch = _torch()
     report.write_json(args.out, "peers", {"rows": rows, "torch": None if torch is None

@@ -170,6 +170,7 @@ def print_tables(record: dict[str, Any]) -> None:
     print(f"fastdp bench scaling: {record['scaling']} scaling, {record['rows']} {rows} x "
           f"{record['features']} float64 features, gd, {record['steps']} timed steps after "
           f"{record['warmup_steps']} warm-up steps; {record['cores']} cores")
+    print(report.describe())
     header = (f"{'ranks':>6}{'threads':>8}{'rows/rank':>11}{'step ms':>10}{'speedup':>9}"
               f"{'efficiency':>12}{'compute share':>15}")
     print(header)
