@@ -64,13 +64,20 @@ def test_targets_are_ratios_of_the_measured_results():
     # the best compiled contender is the fastest one (cython), and its share is the one reported
     share = targets["dense squared f64: % of read bandwidth"]
     assert share["measured"] == pytest.approx(0.8) and share["paired"] == pytest.approx(0.7)
-    assert share["met"]
+    assert share["met"] and share["ceiling"] is None
     numpy = targets["dense squared f64: x NumPy two-pass"]
     assert numpy["measured"] == pytest.approx(5.0) and numpy["met"]  # 5 s best over 1 s best
     assert numpy["paired"] == pytest.approx(4.0)  # median of 5/1, 6/2, 8/2
+    assert numpy["ceiling"] == pytest.approx(5.0 / 0.8)  # cython at the probe's bandwidth
     f32 = targets["dense squared: float32 / float64 rows/s"]
     assert f32["measured"] == pytest.approx(2.0)  # numba's best 0.5 s against cython's 1.0 s
     assert f32["paired"] == pytest.approx(2.0)  # median of 1/0.5, 2/1, 2/1
+    assert f32["ceiling"] == pytest.approx(2.0 / 0.5)  # numba's share of the f32 rounds' probe
+    table = kernels.format_table(results, {case: 1.0 for case in results}, list(targets.values()))
+    printed = {line[:44].strip(): line[44:].split() for line in table.splitlines()[-4:]}
+    assert printed["target"] == ["measured", "paired", "minimum", "ceiling", "met"]
+    assert printed["dense squared f64: % of read bandwidth"][-2:] == ["-", "yes"]
+    assert printed["dense squared f64: x NumPy two-pass"][-2:] == ["6.25", "yes"]
     assert "dense logistic f64: x NumPy two-pass" not in targets  # not measured in this run
 
 
