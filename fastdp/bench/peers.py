@@ -18,9 +18,13 @@ Tasks (fastdp's contender is its best compiled kernel, numba or cython):
 Each contender's result is checked against the reference where they compute the same numbers
 (gradients within 1e-8 relative). The gradient tasks time their contenders in interleaved rounds
 (fastdp.bench.timing.interleaved_best), so every contender sees the machine's fast and slow
-moments alike. PyTorch is optional (pip install "fastdp[peers]", which pins
-torch==2.13.0); without it its rows say so. Prints a table with each peer's time over fastdp's
-("fastdp x": how many times faster fastdp is), writes peers.json and peers.png.
+moments alike, and the read-bandwidth probe of `fastdp bench kernels` (a parallel sum over
+--bandwidth-bytes) in the same rounds. PyTorch is optional (pip install "fastdp[peers]", which
+pins torch==2.13.0); without it its rows say so. Prints a table with each peer's time over
+fastdp's ("fastdp x": how many times faster fastdp is) and, for the gradient tasks, the
+"ceiling": the peer's time over one pass over X at the probe's best bandwidth, the most any
+kernel that reads X could be faster on this machine in its present state. Writes peers.json and
+peers.png.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ from typing import Any
 import numpy as np
 
 from . import report
-from .cases import Case, assert_matches, make_kernel, make_shard, reference
+from .bandwidth import bandwidth_probe
+from .cases import Case, assert_matches, bytes_of_x, make_kernel, make_shard, reference
 from .timing import best_time, interleaved_best
 
 DDP_STEPS = 10
@@ -70,35 +75,39 @@ def torch_logistic(X: np.ndarray, y: np.ndarray, coef: np.ndarray,
     return run
 
 
-def dense_gradient(rows: int, features: int, rounds: int) -> list[dict[str, Any]]:
+Probe = tuple[Callable[[], Any], int]  # bandwidth_probe's (run, bytes)
+
+
+def dense_gradient(rows: int, features: int, rounds: int, probe: Probe) -> list[dict[str, Any]]:
     """fastdp, NumPy and PyTorch on one dense logistic loss-and-gradient."""
     case = Case("logistic", "dense", rows, features)
+    peers = {"numpy two-pass": "numpy", "pytorch autograd": "pytorch"}
+    return _gradient_rows("logistic gradient, dense", case, peers, rounds, probe)
+
+
+def csr_gradient(rows: int, rounds: int, probe: Probe) -> list[dict[str, Any]]:
+    """fastdp and SciPy on one CSR logistic loss-and-gradient."""
+    case = Case("logistic", "csr", rows, 2**20)
+    return _gradient_rows(f"logistic gradient, CSR {rows} x 2^20", case,
+                          {"scipy two-pass": "numpy"}, rounds, probe)
+
+
+def _gradient_rows(task: str, case: Case, peers: dict[str, str], rounds: int,
+                   probe: Probe) -> list[dict[str, Any]]:
+    """fastdp's kernels (numba, cython) and the peers ({label: contender}; "pytorch" where torch
+    is installed) on the case's shard, checked against the reference, then timed in interleaved
+    rounds with the bandwidth probe: a row per peer, with its ceiling."""
     shard = make_shard(case)
     ref = reference(case, shard)
     contenders = {name: make_kernel(case, name, shard) for name in ("numba", "cython", "numpy")}
-    if _torch() is not None:
+    if "pytorch" in peers.values() and _torch() is not None:
         contenders["pytorch"] = torch_logistic(*shard)
     for run in contenders.values():
         assert_matches(case, run(), ref)
-    times = interleaved_best(contenders, rounds)
+    times = interleaved_best({**contenders, "read": probe[0]}, rounds)
+    one_pass = bytes_of_x(shard.X) * times["read"] / probe[1]  # X once at the probe's bandwidth
     fastdp = min(times["numba"], times["cython"])
-    rows_out = [_row("logistic gradient, dense", "numpy two-pass", times["numpy"], fastdp)]
-    rows_out.append(_row("logistic gradient, dense", "pytorch autograd", times.get("pytorch"),
-                         fastdp))
-    return rows_out
-
-
-def csr_gradient(rows: int, rounds: int) -> list[dict[str, Any]]:
-    """fastdp and SciPy on one CSR logistic loss-and-gradient."""
-    case = Case("logistic", "csr", rows, 2**20)
-    shard = make_shard(case)
-    ref = reference(case, shard)
-    contenders = {name: make_kernel(case, name, shard) for name in ("numba", "cython", "numpy")}
-    for run in contenders.values():
-        assert_matches(case, run(), ref)
-    times = interleaved_best(contenders, rounds)
-    return [_row(f"logistic gradient, CSR {rows} x 2^20", "scipy two-pass", times["numpy"],
-                 min(times["numba"], times["cython"]))]
+    return [_row(task, label, times.get(name), fastdp, one_pass) for label, name in peers.items()]
 
 
 def sgd_epoch(rows: int, rounds: int) -> list[dict[str, Any]]:
@@ -124,9 +133,13 @@ def sgd_epoch(rows: int, rounds: int) -> list[dict[str, Any]]:
                  best_time(sklearn, max(1, rounds // 2)), mine)]
 
 
-def _row(task: str, peer: str, peer_seconds: float | None, fastdp_seconds: float) -> dict[str, Any]:
+def _row(task: str, peer: str, peer_seconds: float | None, fastdp_seconds: float,
+         one_pass_seconds: float | None = None) -> dict[str, Any]:
+    """A table row; "ceiling" (None where not measured): peer_seconds over one_pass_seconds."""
     return {"task": task, "peer": peer, "peer_s": peer_seconds, "fastdp_s": fastdp_seconds,
-            "fastdp_x": None if peer_seconds is None else peer_seconds / fastdp_seconds}
+            "fastdp_x": None if peer_seconds is None else peer_seconds / fastdp_seconds,
+            "ceiling": (None if peer_seconds is None or one_pass_seconds is None
+                        else peer_seconds / one_pass_seconds)}
 
 
 FASTDP_STEP = """
@@ -209,12 +222,16 @@ def two_process_step(rows: int, features: int) -> list[dict[str, Any]]:
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The printed ratio table."""
     width = max(len(r["task"]) for r in rows)
-    lines = [f"{'task':<{width}} {'peer':<27} {'peer ms':>9} {'fastdp ms':>10} {'fastdp x':>9}"]
+    lines = [f"{'task':<{width}} {'peer':<27} {'peer ms':>9} {'fastdp ms':>10} {'fastdp x':>9}"
+             f" {'ceiling':>8}"]
     for r in rows:
         peer = "not installed" if r["peer_s"] is None else f"{r['peer_s'] * 1e3:.1f}"
         ratio = "-" if r["fastdp_x"] is None else f"{r['fastdp_x']:.2f}"
+        ceiling = "-" if r["ceiling"] is None else f"{r['ceiling']:.2f}"
         lines.append(f"{r['task']:<{width}} {r['peer']:<27} {peer:>9} "
-                     f"{r['fastdp_s'] * 1e3:>10.1f} {ratio:>9}")
+                     f"{r['fastdp_s'] * 1e3:>10.1f} {ratio:>9} {ceiling:>8}")
+    lines.append("ceiling: the peer's time over one pass over X at the read bandwidth of the "
+                 "probe timed in the same rounds")
     return "\n".join(lines)
 
 
@@ -239,15 +256,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="rows of the hashed-text CSR tasks")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip", nargs="*", default=[], choices=["dense", "csr", "ddp", "sgd"])
+    parser.add_argument("--bandwidth-bytes", type=int, default=1 << 30,
+                        help="size of the read-bandwidth probe's array")
     parser.add_argument("--out", default=report.DEFAULT_OUT)
     args = parser.parse_args(argv)
-    if args.rows < 2 or args.features < 1 or args.rounds < 1 or args.csr_rows < 1:
-        parser.error("--rows must be >= 2, --features, --csr-rows and --rounds >= 1")
+    if (args.rows < 2 or args.features < 1 or args.rounds < 1 or args.csr_rows < 1
+            or args.bandwidth_bytes < 8):
+        parser.error("--rows must be >= 2, --features, --csr-rows and --rounds >= 1, "
+                     "--bandwidth-bytes >= 8")
     rows: list[dict[str, Any]] = []
+    probe = (bandwidth_probe(args.bandwidth_bytes)
+             if "dense" not in args.skip or "csr" not in args.skip else None)
     if "dense" not in args.skip:
-        rows += dense_gradient(args.rows, args.features, args.rounds)
+        rows += dense_gradient(args.rows, args.features, args.rounds, probe)
     if "csr" not in args.skip:
-        rows += csr_gradient(args.csr_rows, args.rounds)
+        rows += csr_gradient(args.csr_rows, args.rounds, probe)
     if "ddp" not in args.skip:
         rows += two_process_step(args.rows, args.features)
     if "sgd" not in args.skip:
