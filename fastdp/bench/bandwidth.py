@@ -10,6 +10,8 @@ import numba
 import numpy as np
 
 DEFAULT_BYTES = 1 << 30
+PROBE = "read"  # the probe's name among the runs a suite times beside it
+Probe = tuple[Callable[[], float], int]  # bandwidth_probe's (run, bytes)
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
@@ -21,7 +23,7 @@ def _parallel_sum(a: np.ndarray) -> float:
     return total
 
 
-def bandwidth_probe(n_bytes: int = DEFAULT_BYTES) -> tuple[Callable[[], float], int]:
+def bandwidth_probe(n_bytes: int = DEFAULT_BYTES) -> Probe:
     """(run, bytes): run() streams once over an n_bytes float64 array of ones (a parallel sum), for
     a caller that times it alongside other work (`fastdp bench kernels` times it in every case's
     rounds). The first call (compilation, page faults) is made and its sum checked here."""

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import report
-from .bandwidth import bandwidth_probe
+from .bandwidth import DEFAULT_BYTES, PROBE, Probe, bandwidth_probe
 from .cases import CASES, CONTENDERS, Case, assert_matches, bytes_of_x, make_kernel, make_shard, \
     reference
 from .timing import interleaved_times
@@ -50,10 +50,7 @@ TARGETS = [
 ]
 
 
-PROBE = "read"  # the bandwidth probe's name among the timed runs
-
-
-def time_cases(cases: dict[str, Case], rounds: int, probe: tuple[Callable[[], Any], int]
+def time_cases(cases: dict[str, Case], rounds: int, probe: Probe
                ) -> tuple[dict[str, dict[str, Any]], float]:
     """Check every contender on each case's shard, then time them all and the bandwidth probe
     (run, bytes) in the same interleaved rounds. Returns ({case: {contender: best seconds, and at
@@ -199,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every case's rows")
-    parser.add_argument("--bandwidth-bytes", type=int, default=1 << 30)
+    parser.add_argument("--bandwidth-bytes", type=int, default=DEFAULT_BYTES)
     parser.add_argument("--out", default=report.DEFAULT_OUT)
     args = parser.parse_args(argv)
     if args.rounds < 1 or not args.scale > 0:

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from . import report
-from .bandwidth import bandwidth_probe
+from .bandwidth import DEFAULT_BYTES, PROBE, Probe, bandwidth_probe
 from .cases import Case, assert_matches, bytes_of_x, make_kernel, make_shard, reference
 from .timing import best_time, interleaved_best
 
@@ -75,9 +75,6 @@ def torch_logistic(X: np.ndarray, y: np.ndarray, coef: np.ndarray,
     return run
 
 
-Probe = tuple[Callable[[], Any], int]  # bandwidth_probe's (run, bytes)
-
-
 def dense_gradient(rows: int, features: int, rounds: int, probe: Probe) -> list[dict[str, Any]]:
     """fastdp, NumPy and PyTorch on one dense logistic loss-and-gradient."""
     case = Case("logistic", "dense", rows, features)
@@ -104,8 +101,8 @@ def _gradient_rows(task: str, case: Case, peers: dict[str, str], rounds: int,
         contenders["pytorch"] = torch_logistic(*shard)
     for run in contenders.values():
         assert_matches(case, run(), ref)
-    times = interleaved_best({**contenders, "read": probe[0]}, rounds)
-    one_pass = bytes_of_x(shard.X) * times["read"] / probe[1]  # X once at the probe's bandwidth
+    times = interleaved_best({**contenders, PROBE: probe[0]}, rounds)
+    one_pass = bytes_of_x(shard.X) * times[PROBE] / probe[1]  # X once at the probe's bandwidth
     fastdp = min(times["numba"], times["cython"])
     return [_row(task, label, times.get(name), fastdp, one_pass) for label, name in peers.items()]
 
@@ -256,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="rows of the hashed-text CSR tasks")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip", nargs="*", default=[], choices=["dense", "csr", "ddp", "sgd"])
-    parser.add_argument("--bandwidth-bytes", type=int, default=1 << 30,
+    parser.add_argument("--bandwidth-bytes", type=int, default=DEFAULT_BYTES,
                         help="size of the read-bandwidth probe's array")
     parser.add_argument("--out", default=report.DEFAULT_OUT)
     args = parser.parse_args(argv)
@@ -271,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += dense_gradient(args.rows, args.features, args.rounds, probe)
     if "csr" not in args.skip:
         rows += csr_gradient(args.csr_rows, args.rounds, probe)
+    probe = None  # its array (1 GiB by default) back before the training tasks
     if "ddp" not in args.skip:
         rows += two_process_step(args.rows, args.features)
     if "sgd" not in args.skip:
