@@ -5,13 +5,20 @@ Design (the Numba twin, fastdp/kernels/numba_dense.py, follows the same plan):
 - The shard's rows are cut into fixed blocks of `block_rows` rows. Block b writes its sums to
   out[b, :] and nothing else, so threads never share an accumulator; the caller adds the blocks in
   block order. Fixed blocks make the result independent of the number of threads.
-- Each row is read from memory once. dense_block_sums goes GROUP_ROWS rows at a time: their
+- Each row is read from memory once. dense_block_sums goes a group of rows at a time: their
   margins z = x.coef + intercept (float64), then their losses and derivatives d = dloss/dz in one
   branch-free loop that vectorizes (csrc/pointwise.pxd: exp and log1p as arithmetic, no libm
   call), then grad += d @ x re-reading the group's rows from L1. The dot products and the
   gradient are AVX-512 intrinsics where the build has them (csrc/simd_rows.h: GCC's own
   vectorization of these short loops cost twice the instructions at n = 32). X is prefetched
   into L2 1 KiB ahead of the margins so memory keeps streaming while a group's arithmetic runs.
+  A group is about GROUP_BYTES of X (16 float64 or 32 float32 rows of 32 features), not a fixed
+  number of rows: the out-of-order core then holds one group's gradient and the next group's
+  loads at once, so memory keeps streaming through the gradient, where groups twice that size
+  left it idle (our reading). On an Intel Xeon guest (2 threads, 4e6 x 32 float64), 16-row
+  groups took 10-12% less than 32-row ones for the squared loss and 6-8% less for the logistic
+  (README, "The same commands on an Intel Xeon guest"); float32 rows, at 32 a group, were not
+  faster in groups of 16 or 64.
 - One kernel per loss family: dense_block_sums for the scalar-margin losses, the per-row loss
   chosen by an integer code (fastdp.kernels.losses.LOSS_CODES, csrc/pointwise.pxd), and
   dense_softmax_block_sums for softmax cross-entropy over K classes (K dot products with the rows
@@ -23,9 +30,9 @@ Design (the Numba twin, fastdp/kernels/numba_dense.py, follows the same plan):
   change. Against a static split of the same build, interleaved on 4e6 x 32 (2 threads), the
   median call was 4-21% shorter in 7 of 8 runs and 1% longer in the eighth.
 - float32 and float64 inputs come from one fused-type template. Margins, losses and the blocks'
-  sums are float64; a float32 X's group gradient is summed in float32 (32 rows at most) before
-  it is added to the block's float64 sums, so the gradient's inner loops read and multiply
-  float32.
+  sums are float64; a float32 X's group gradient is summed in float32 (MAX_GROUP_ROWS rows at
+  most) before it is added to the block's float64 sums, so the gradient's inner loops read and
+  multiply float32.
 """
 
 from cython cimport floating
@@ -85,7 +92,9 @@ cdef extern from *:
 
 cdef enum:
     BLOCKS_PER_TASK = 4  # blocks a thread takes at a time (dynamic schedule)
-    GROUP_ROWS = 32  # rows per group of _block_sums (its margins, losses, then gradient)
+    GROUP_ROWS = 32  # rows per group of _softmax_block_sums (margins, derivatives, then gradient)
+    GROUP_BYTES = 4096  # about the bytes of X per group of _block_sums (see there)
+    MAX_GROUP_ROWS = 64  # the most rows in a group of _block_sums (its scratch on the stack)
     PREFETCH_BYTES = 1024  # how far ahead of the margins _block_sums prefetches X into L2 (csrc/prefetch.h)
     # one prefetch per PREFETCH_STRIDE bytes, every other 64-byte line (the L2 fetches its
     # neighbour): the margins loop is bound by load-port slots, prefetches included, where X is in
@@ -99,11 +108,12 @@ cdef void _block_sums(int loss, const floating* X, const floating* y, const doub
                       Py_ssize_t n, double* acc) noexcept nogil:
     """Rows start..stop of X (m, n) row-major and y (m,); acc (n + 2,) <- [grad_coef, grad_b, loss].
 
-    GROUP_ROWS rows at a time: their margins (four rows at a time: fastdp_dot4, four independent
-    dot products in float64, the intercept added in the same vector), their losses and derivatives (pointwise_rows: one vectorized loop),
-    then their gradient (fastdp_rows_grad: the group's rows re-read from L1, summed in X's dtype,
-    added to acc). Rows PREFETCH_BYTES ahead are prefetched into L2 (one PREFETCH_STRIDE at a time)
-    while the margins are formed.
+    A group of rows at a time (a multiple of four, about GROUP_BYTES of X, MAX_GROUP_ROWS at
+    most): their margins (four rows at a time: fastdp_dot4, four independent dot products in
+    float64, the intercept added in the same vector), their losses and derivatives
+    (pointwise_rows: one vectorized loop), then their gradient (fastdp_rows_grad: the group's rows
+    re-read from L1, summed in X's dtype, added to acc). Rows PREFETCH_BYTES ahead are prefetched
+    into L2 (one PREFETCH_STRIDE at a time) while the margins are formed.
     No allocation: the group's scratch is on the stack.
     """
     cdef Py_ssize_t s, i, j, k, p, count, rows, pf_end
@@ -111,9 +121,11 @@ cdef void _block_sums(int loss, const floating* X, const floating* y, const doub
     cdef Py_ssize_t ahead = (PREFETCH_BYTES + n * sizeof(floating) - 1) // (n * sizeof(floating))
     cdef double z0
     cdef double b4[4]
-    cdef double z[GROUP_ROWS]
-    cdef double d[GROUP_ROWS]
-    cdef float dx[GROUP_ROWS]
+    cdef Py_ssize_t group = 4 * min(<Py_ssize_t> MAX_GROUP_ROWS // 4,
+                                    max(<Py_ssize_t> 1, GROUP_BYTES // (4 * n * sizeof(floating))))
+    cdef double z[MAX_GROUP_ROWS]
+    cdef double d[MAX_GROUP_ROWS]
+    cdef float dx[MAX_GROUP_ROWS]
     cdef double sums[2]
     cdef const floating* r0
     for j in range(n + 2):
@@ -122,7 +134,7 @@ cdef void _block_sums(int loss, const floating* X, const floating* y, const doub
         b4[j] = intercept
     s = start
     while s < stop:
-        count = min(<Py_ssize_t> GROUP_ROWS, stop - s)
+        count = min(group, stop - s)
         k = 0
         while k < count:
             i = s + k

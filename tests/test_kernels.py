@@ -74,6 +74,19 @@ def test_matches_numpy_reference_across_shapes(loss, backend, m, n):
     assert_results_close(kernels.loss_grad(loss, X, y, coef, b, backend=backend), ref, 1e-10)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("loss", ["squared", "logistic", "hinge", "squared_hinge"])
+@pytest.mark.parametrize("n", [1, 40, 130])
+def test_dense_groups_sized_in_bytes_match_the_reference(n, loss, backend, dtype):
+    """The scalar-loss dense kernels go a group of about 4 KiB of rows at a time: 64 rows at n = 1,
+    12 (float64) or 24 (float32) at n = 40, 4 at n = 130. 4099 rows end block 0 on a partial
+    group and make block 1 three rows, fewer than one dot product's four."""
+    X, y, coef, b = make(loss, 4099, n, dtype)
+    ref = kernels.loss_grad(loss, X, y, coef, b, backend="numpy")
+    assert_results_close(kernels.loss_grad(loss, X, y, coef, b, backend=backend), ref, TOL[dtype])
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("backend", kernels.BACKENDS)
 @pytest.mark.parametrize("loss", LOSSES)

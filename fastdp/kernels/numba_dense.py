@@ -7,7 +7,8 @@ thread count. Each row is read from memory once.
 
 Two kernels, one per loss family:
 - dense_block_sums: the scalar-margin losses (squared, logistic, hinge, squared_hinge), the
-  per-row loss picked by an integer code. A block goes GROUP_ROWS rows at a time, in three steps:
+  per-row loss picked by an integer code. A block goes a group of rows at a time (about
+  GROUP_BYTES of X: 16 float64 or 32 float32 rows of 32 features), in three steps:
   the group's margins (four rows at a time: four independent dot products), the per-row losses
   and derivatives over the group's margins (pointwise_rows: one plain loop of branch-free
   arithmetic that LLVM vectorizes, exp and log1p included), then the gradient (four rows at a
@@ -15,8 +16,10 @@ Two kernels, one per loss family:
   formed, so memory keeps streaming while the group's arithmetic runs. Margins, losses and derivatives
   are float64 (float32 X is widened in the dot products: float32 margins would be too coarse for
   the loss differences that finite-difference checks and line searches take); the group's
-  gradient is summed in X's dtype (float32: 32 rows at most) and added to the block's float64
-  sums after each group.
+  gradient is summed in X's dtype (float32: MAX_GROUP_ROWS rows at most) and added to the block's
+  float64 sums after each group. A group is sized in bytes, not rows, so that the out-of-order
+  core holds one group's gradient and the next group's loads at once: memory keeps streaming
+  through the gradient (see csrc/dense_loss.pyx, which follows the same plan).
 - dense_softmax_block_sums: softmax cross-entropy over K classes; a row's K margins are K dot
   products with the rows of coef.T, then the K derivatives d, then grad.T[k] += d_k * x (the
   inner loops run over the features, see the kernel).
@@ -34,7 +37,8 @@ from numba.extending import intrinsic
 
 SQUARED, LOGISTIC, HINGE, SQUARED_HINGE = 0, 1, 2, 3  # losses.LOSS_CODES
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
-GROUP_ROWS = 32  # rows per group of dense_block_sums (its margins, losses, then gradient)
+GROUP_BYTES = 4096  # about the bytes of X per group of dense_block_sums (margins, losses, gradient)
+MAX_GROUP_ROWS = 64  # the most rows in a group of dense_block_sums
 PREFETCH_BYTES = 1024  # how far ahead of the margins dense_block_sums prefetches X into L2
 
 LOG2E = 1.4426950408889634
@@ -250,22 +254,23 @@ def dense_block_sums(loss, X, y, coef, intercept, out, block_rows):
     out:        (ceil(m / block_rows), n + 2) float64, OUT: row b <- [grad_coef (n), grad_intercept, loss]
     block_rows: int >= 1
 
-    Groups of GROUP_ROWS rows (see the module's docstring); the group's gradient is summed in X's
-    dtype, then added to the block's float64 sums.
+    Groups of about GROUP_BYTES of X, a multiple of four rows (see the module's docstring); the
+    group's gradient is summed in X's dtype, then added to the block's float64 sums.
     """
     m, n = X.shape
     zero = X.dtype.type(0)
     line = 64 // X.itemsize  # elements per cache line
     ahead = -(-PREFETCH_BYTES // (n * X.itemsize))  # rows
+    group = 4 * min(MAX_GROUP_ROWS // 4, max(1, GROUP_BYTES // (4 * n * X.itemsize)))
     for b in prange(out.shape[0]):
         acc = np.zeros(n + 2)
         gacc = np.zeros(n, X.dtype)  # the group's gradient
-        z = np.empty(GROUP_ROWS)
-        d = np.empty(GROUP_ROWS, X.dtype)
+        z = np.empty(group)
+        d = np.empty(group, X.dtype)
         start = b * block_rows
         stop = min(m, start + block_rows)
-        for s in range(start, stop, GROUP_ROWS):
-            count = min(GROUP_ROWS, stop - s)
+        for s in range(start, stop, group):
+            count = min(group, stop - s)
             k = 0
             while k < count:
                 i = s + k

@@ -21,7 +21,9 @@ non-zeros are allowed (their margin is the intercept).
 import numpy as np
 from numba import njit, prange
 
-from .numba_dense import FASTMATH, GROUP_ROWS, pointwise, pointwise_rows, softmax_row
+from .numba_dense import FASTMATH, pointwise, pointwise_rows, softmax_row
+
+GROUP_ROWS = 32  # rows per group of column_csr_sums' margin pass (their margins, then their losses)
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
