@@ -12,13 +12,14 @@ Design (the Numba twin, fastdp/kernels/numba_dense.py, follows the same plan):
   gradient are AVX-512 intrinsics where the build has them (csrc/simd_rows.h: GCC's own
   vectorization of these short loops cost twice the instructions at n = 32). X is prefetched
   into L2 1 KiB ahead of the margins so memory keeps streaming while a group's arithmetic runs.
-  A group is about GROUP_BYTES of X (16 float64 or 32 float32 rows of 32 features), not a fixed
-  number of rows: the out-of-order core then holds one group's gradient and the next group's
-  loads at once, so memory keeps streaming through the gradient, where groups twice that size
-  left it idle (our reading). On an Intel Xeon guest (2 threads, 4e6 x 32 float64), 16-row
-  groups took 10-12% less than 32-row ones for the squared loss and 6-8% less for the logistic
-  (README, "The same commands on an Intel Xeon guest"); float32 rows, at 32 a group, were not
-  faster in groups of 16 or 64.
+  A group's rows (group_rows) depend on a row's bytes: about NARROW_GROUP_BYTES of rows of up
+  to NARROW_ROW_BYTES (64 rows of 8 float64 features, 16 float64 or 32 float32 rows of 32),
+  about WIDE_GROUP_BYTES of wider rows (inside L1, from where the gradient re-reads them), and
+  16 to 64 rows, a multiple of 8 (the loss loop's vector). The rule was fitted to a sweep over
+  4 to 300 features on an Intel Xeon guest; against fixed 32-row groups the calls took 5% less
+  time on 2 threads and 2% less on one (geometric means over 40 cases), and 6-12% less on
+  4e6 x 32 float64 (README, "The same commands on an Intel Xeon guest"). The sweep did not
+  explain the rule (no hardware counters in the guest).
 - One kernel per loss family: dense_block_sums for the scalar-margin losses, the per-row loss
   chosen by an integer code (fastdp.kernels.losses.LOSS_CODES, csrc/pointwise.pxd), and
   dense_softmax_block_sums for softmax cross-entropy over K classes (K dot products with the rows
@@ -93,8 +94,13 @@ cdef extern from *:
 cdef enum:
     BLOCKS_PER_TASK = 4  # blocks a thread takes at a time (dynamic schedule)
     GROUP_ROWS = 32  # rows per group of _softmax_block_sums (margins, derivatives, then gradient)
-    GROUP_BYTES = 4096  # about the bytes of X per group of _block_sums (see there)
-    MAX_GROUP_ROWS = 64  # the most rows in a group of _block_sums (its scratch on the stack)
+    # the rows of a group of _block_sums (group_rows)
+    NARROW_ROW_BYTES = 256  # rows up to this size go about NARROW_GROUP_BYTES a group
+    NARROW_GROUP_BYTES = 4096
+    WIDE_GROUP_BYTES = 32768  # about the bytes of a group of wider rows
+    MIN_GROUP_ROWS = 16
+    MAX_GROUP_ROWS = 64  # also the size of the group's scratch on the stack
+    GROUP_ROW_MULTIPLE = 8  # a group is a multiple of 8 rows: whole vectors in pointwise_rows
     PREFETCH_BYTES = 1024  # how far ahead of the margins _block_sums prefetches X into L2 (csrc/prefetch.h)
     # one prefetch per PREFETCH_STRIDE bytes, every other 64-byte line (the L2 fetches its
     # neighbour): the margins loop is bound by load-port slots, prefetches included, where X is in
@@ -103,14 +109,27 @@ cdef enum:
     PREFETCH_STRIDE = 128
 
 
+cdef inline Py_ssize_t _group_rows(Py_ssize_t row_bytes) noexcept nogil:
+    cdef Py_ssize_t target = (NARROW_GROUP_BYTES if row_bytes <= NARROW_ROW_BYTES
+                              else WIDE_GROUP_BYTES)
+    cdef Py_ssize_t rows = target // row_bytes // GROUP_ROW_MULTIPLE * GROUP_ROW_MULTIPLE
+    return min(<Py_ssize_t> MAX_GROUP_ROWS, max(<Py_ssize_t> MIN_GROUP_ROWS, rows))
+
+
+def group_rows(Py_ssize_t row_bytes) -> int:
+    """Rows per group of dense_block_sums for rows of row_bytes bytes (>= 1): see the module's
+    docstring."""
+    return _group_rows(row_bytes)
+
+
 cdef void _block_sums(int loss, const floating* X, const floating* y, const double* coef,
                       double intercept, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t m,
                       Py_ssize_t n, double* acc) noexcept nogil:
     """Rows start..stop of X (m, n) row-major and y (m,); acc (n + 2,) <- [grad_coef, grad_b, loss].
 
-    A group of rows at a time (a multiple of four, about GROUP_BYTES of X, MAX_GROUP_ROWS at
-    most): their margins (four rows at a time: fastdp_dot4, four independent dot products in
-    float64, the intercept added in the same vector), their losses and derivatives
+    A group of rows at a time (group_rows): their margins (four rows at a time: fastdp_dot4,
+    four independent dot products in float64, the intercept added in the same vector), their
+    losses and derivatives
     (pointwise_rows: one vectorized loop), then their gradient (fastdp_rows_grad: the group's rows
     re-read from L1, summed in X's dtype, added to acc). Rows PREFETCH_BYTES ahead are prefetched
     into L2 (one PREFETCH_STRIDE at a time) while the margins are formed.
@@ -121,8 +140,7 @@ cdef void _block_sums(int loss, const floating* X, const floating* y, const doub
     cdef Py_ssize_t ahead = (PREFETCH_BYTES + n * sizeof(floating) - 1) // (n * sizeof(floating))
     cdef double z0
     cdef double b4[4]
-    cdef Py_ssize_t group = 4 * min(<Py_ssize_t> MAX_GROUP_ROWS // 4,
-                                    max(<Py_ssize_t> 1, GROUP_BYTES // (4 * n * sizeof(floating))))
+    cdef Py_ssize_t group = _group_rows(n * sizeof(floating))
     cdef double z[MAX_GROUP_ROWS]
     cdef double d[MAX_GROUP_ROWS]
     cdef float dx[MAX_GROUP_ROWS]

@@ -77,14 +77,28 @@ def test_matches_numpy_reference_across_shapes(loss, backend, m, n):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("backend", COMPILED)
 @pytest.mark.parametrize("loss", ["squared", "logistic", "hinge", "squared_hinge"])
-@pytest.mark.parametrize("n", [1, 40, 130])
-def test_dense_groups_sized_in_bytes_match_the_reference(n, loss, backend, dtype):
-    """The scalar-loss dense kernels go a group of about 4 KiB of rows at a time: 64 rows at n = 1,
-    12 (float64) or 24 (float32) at n = 40, 4 at n = 130. 4099 rows end block 0 on a partial
-    group and make block 1 three rows, fewer than one dot product's four."""
+@pytest.mark.parametrize("n", [1, 24, 130])
+def test_dense_groups_match_the_reference(n, loss, backend, dtype):
+    """The scalar-loss dense kernels go a group of rows at a time, sized by a row's bytes: 64 rows
+    at n = 1, 16 (float64) or 40 (float32) at n = 24, 24 (float64) or 56 (float32) at n = 130.
+    4099 rows make block 1 three rows, fewer than one dot product's four, and end block 0 on a
+    partial group where the group does not divide 4096 (float32 at n = 24, both at n = 130)."""
     X, y, coef, b = make(loss, 4099, n, dtype)
     ref = kernels.loss_grad(loss, X, y, coef, b, backend="numpy")
     assert_results_close(kernels.loss_grad(loss, X, y, coef, b, backend=backend), ref, TOL[dtype])
+
+
+def test_dense_group_rule_is_the_same_in_both_backends():
+    """16 to 64 rows, a multiple of 8: about 4 KiB of rows up to 256 bytes, about 32 KiB of wider
+    ones; Cython's rule and Numba's twin agree."""
+    from fastdp.kernels import _cython_dense, numba_dense
+    expected = {8: 64, 68: 56, 128: 32, 136: 24, 192: 16, 256: 16, 257: 64, 800: 40, 2400: 16}
+    for row_bytes, rows in expected.items():
+        assert _cython_dense.group_rows(row_bytes) == numba_dense.group_rows(row_bytes) == rows
+    for row_bytes in range(1, 5000):
+        rows = numba_dense.group_rows(row_bytes)
+        assert rows == _cython_dense.group_rows(row_bytes)
+        assert 16 <= rows <= 64 and rows % 8 == 0
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

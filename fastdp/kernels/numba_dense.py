@@ -7,8 +7,8 @@ thread count. Each row is read from memory once.
 
 Two kernels, one per loss family:
 - dense_block_sums: the scalar-margin losses (squared, logistic, hinge, squared_hinge), the
-  per-row loss picked by an integer code. A block goes a group of rows at a time (about
-  GROUP_BYTES of X: 16 float64 or 32 float32 rows of 32 features), in three steps:
+  per-row loss picked by an integer code. A block goes a group of rows at a time (group_rows:
+  16 float64 or 32 float32 rows of 32 features), in three steps:
   the group's margins (four rows at a time: four independent dot products), the per-row losses
   and derivatives over the group's margins (pointwise_rows: one plain loop of branch-free
   arithmetic that LLVM vectorizes, exp and log1p included), then the gradient (four rows at a
@@ -17,9 +17,8 @@ Two kernels, one per loss family:
   are float64 (float32 X is widened in the dot products: float32 margins would be too coarse for
   the loss differences that finite-difference checks and line searches take); the group's
   gradient is summed in X's dtype (float32: MAX_GROUP_ROWS rows at most) and added to the block's
-  float64 sums after each group. A group is sized in bytes, not rows, so that the out-of-order
-  core holds one group's gradient and the next group's loads at once: memory keeps streaming
-  through the gradient (see csrc/dense_loss.pyx, which follows the same plan).
+  float64 sums after each group. A group's rows depend on a row's bytes, by the rule of
+  csrc/dense_loss.pyx (its group_rows, which tests check against this module's).
 - dense_softmax_block_sums: softmax cross-entropy over K classes; a row's K margins are K dot
   products with the rows of coef.T, then the K derivatives d, then grad.T[k] += d_k * x (the
   inner loops run over the features, see the kernel).
@@ -37,8 +36,13 @@ from numba.extending import intrinsic
 
 SQUARED, LOGISTIC, HINGE, SQUARED_HINGE = 0, 1, 2, 3  # losses.LOSS_CODES
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
-GROUP_BYTES = 4096  # about the bytes of X per group of dense_block_sums (margins, losses, gradient)
-MAX_GROUP_ROWS = 64  # the most rows in a group of dense_block_sums
+# the rows of a group of dense_block_sums (group_rows), as in csrc/dense_loss.pyx
+NARROW_ROW_BYTES = 256  # rows up to this size go about NARROW_GROUP_BYTES a group
+NARROW_GROUP_BYTES = 4096
+WIDE_GROUP_BYTES = 32768  # about the bytes of a group of wider rows
+MIN_GROUP_ROWS = 16
+MAX_GROUP_ROWS = 64
+GROUP_ROW_MULTIPLE = 8  # whole vectors in pointwise_rows
 PREFETCH_BYTES = 1024  # how far ahead of the margins dense_block_sums prefetches X into L2
 
 LOG2E = 1.4426950408889634
@@ -242,6 +246,16 @@ def softmax_row(z, label: int) -> float:
     return loss + math.log(s)
 
 
+@njit(cache=True)
+def group_rows(row_bytes):
+    """Rows per group of dense_block_sums for rows of row_bytes bytes (>= 1): about
+    NARROW_GROUP_BYTES of rows up to NARROW_ROW_BYTES, about WIDE_GROUP_BYTES of wider ones,
+    MIN_GROUP_ROWS to MAX_GROUP_ROWS rows, a multiple of GROUP_ROW_MULTIPLE."""
+    target = NARROW_GROUP_BYTES if row_bytes <= NARROW_ROW_BYTES else WIDE_GROUP_BYTES
+    rows = target // row_bytes // GROUP_ROW_MULTIPLE * GROUP_ROW_MULTIPLE
+    return min(MAX_GROUP_ROWS, max(MIN_GROUP_ROWS, rows))
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def dense_block_sums(loss, X, y, coef, intercept, out, block_rows):
     """Per-block sums of the loss and its gradient over a dense shard.
@@ -254,14 +268,14 @@ def dense_block_sums(loss, X, y, coef, intercept, out, block_rows):
     out:        (ceil(m / block_rows), n + 2) float64, OUT: row b <- [grad_coef (n), grad_intercept, loss]
     block_rows: int >= 1
 
-    Groups of about GROUP_BYTES of X, a multiple of four rows (see the module's docstring); the
-    group's gradient is summed in X's dtype, then added to the block's float64 sums.
+    Groups of group_rows(n * X.itemsize) rows (see the module's docstring); the group's gradient
+    is summed in X's dtype, then added to the block's float64 sums.
     """
     m, n = X.shape
     zero = X.dtype.type(0)
     line = 64 // X.itemsize  # elements per cache line
     ahead = -(-PREFETCH_BYTES // (n * X.itemsize))  # rows
-    group = 4 * min(MAX_GROUP_ROWS // 4, max(1, GROUP_BYTES // (4 * n * X.itemsize)))
+    group = group_rows(n * X.itemsize)
     for b in prange(out.shape[0]):
         acc = np.zeros(n + 2)
         gacc = np.zeros(n, X.dtype)  # the group's gradient
