@@ -119,6 +119,8 @@ cdef inline Py_ssize_t _group_rows(Py_ssize_t row_bytes) noexcept nogil:
 def group_rows(Py_ssize_t row_bytes) -> int:
     """Rows per group of dense_block_sums for rows of row_bytes bytes (>= 1): see the module's
     docstring."""
+    if row_bytes < 1:
+        raise ValueError(f"row_bytes must be >= 1, got {row_bytes}")
     return _group_rows(row_bytes)
 
 
@@ -129,9 +131,8 @@ cdef void _block_sums(int loss, const floating* X, const floating* y, const doub
 
     A group of rows at a time (group_rows): their margins (four rows at a time: fastdp_dot4,
     four independent dot products in float64, the intercept added in the same vector), their
-    losses and derivatives
-    (pointwise_rows: one vectorized loop), then their gradient (fastdp_rows_grad: the group's rows
-    re-read from L1, summed in X's dtype, added to acc). Rows PREFETCH_BYTES ahead are prefetched
+    losses and derivatives (pointwise_rows: one vectorized loop), then their gradient
+    (fastdp_rows_grad: the group's rows re-read from L1, summed in X's dtype, added to acc). Rows PREFETCH_BYTES ahead are prefetched
     into L2 (one PREFETCH_STRIDE at a time) while the margins are formed.
     No allocation: the group's scratch is on the stack.
     """

@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from fastdp import kernels
+from fastdp.kernels import _cython_dense, numba_dense
 
 COMPILED = ["numba", "cython"]
 LOSSES = ["squared", "logistic", "hinge", "squared_hinge", "softmax"]
@@ -91,7 +92,6 @@ def test_dense_groups_match_the_reference(n, loss, backend, dtype):
 def test_dense_group_rule_is_the_same_in_both_backends():
     """16 to 64 rows, a multiple of 8: about 4 KiB of rows up to 256 bytes, about 32 KiB of wider
     ones; Cython's rule and Numba's twin agree."""
-    from fastdp.kernels import _cython_dense, numba_dense
     expected = {8: 64, 68: 56, 128: 32, 136: 24, 192: 16, 256: 16, 257: 64, 800: 40, 2400: 16}
     for row_bytes, rows in expected.items():
         assert _cython_dense.group_rows(row_bytes) == numba_dense.group_rows(row_bytes) == rows
@@ -99,6 +99,8 @@ def test_dense_group_rule_is_the_same_in_both_backends():
         rows = numba_dense.group_rows(row_bytes)
         assert rows == _cython_dense.group_rows(row_bytes)
         assert 16 <= rows <= 64 and rows % 8 == 0
+    with pytest.raises(ValueError, match="row_bytes must be >= 1, got 0"):
+        _cython_dense.group_rows(0)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
