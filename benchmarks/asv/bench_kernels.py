@@ -3,6 +3,9 @@
 DenseLossGrad: squared, logistic and softmax (K = 10) on a dense 1,000,000 x 32 shard, Numba and
 Cython backends, float64 and float32 X: time per call, GB/s of X read, rows/s, and the speed-up
 over the NumPy two-pass reference timed in the same setup.
+DenseWidths: the logistic loss on 256 MiB of dense float64 or float32 X, 4, 32 or 300 features,
+Numba and Cython: GB/s of X read. The kernels' row groups depend on a row's bytes
+(fastdp.kernels.numba_dense.group_rows), so a change that helps one width can hurt another.
 CsrLogistic: logistic loss on a hashed-text-like CSR shard (100,000 rows, 50..150 non-zeros per
 row, 2**20 columns, int32 indices): time, GB/s, speed-up over SciPy.
 WideCsrCopy: the copy of wide CSR that full-batch fits build once (fastdp.kernels.tile_csr): the
@@ -54,6 +57,23 @@ class DenseLossGrad:
         numpy_s = best_time(make_kernel(self.case, "numpy", self.shard), REPEAT_NUMPY)
         return numpy_s / best_time(self.call, REPEAT)
     track_speedup_vs_numpy.unit = "x NumPy"
+
+
+class DenseWidths:
+    """X: 256 MiB of float64 (the same rows in float32) at 4, 32 or 300 features."""
+
+    params = ([4, 32, 300], ["numba", "cython"], ["float64", "float32"])
+    param_names = ["features", "backend", "dtype"]
+    timeout = 180
+
+    def setup(self, features, backend, dtype):
+        rows = (256 << 20) // (8 * features)
+        self.case = Case("logistic", "dense", rows, features, DTYPES[dtype])
+        self.shard, self.call = checked_kernel(self.case, backend)
+
+    def track_gbps(self, features, backend, dtype):
+        return bytes_of_x(self.shard.X) / best_time(self.call, REPEAT) / 1e9
+    track_gbps.unit = "GB/s"
 
 
 class CsrLogistic:
