@@ -307,8 +307,6 @@ def theta(result):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_deterministic_fit_equals_normal_fit_and_repeats_bitwise(case, backend):
     X, y, kwargs = CASES[case]
-    if backend == "numpy" and case == "csr-adam":
-        pytest.skip("the reference's per-row CSR sums are slow (a scipy slice a row)")
     normal = fit(X, y, backend=backend, **kwargs)
     first = fit(X, y, backend=backend, deterministic=True, **kwargs)
     again = fit(X, y, backend=backend, deterministic=True, **kwargs)
