@@ -128,3 +128,20 @@ def test_bandwidth_probe_checks_its_arguments():
         read_bandwidth(4)
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         read_bandwidth(1 << 16, repeats=0)
+
+
+@pytest.mark.parametrize("argv", [["--rounds", "0"], ["--scale", "0"], ["--bandwidth-bytes", "4"],
+                                  ["--cases", "no-such-case"]])
+def test_bad_arguments_exit_naming_them(argv, capsys):
+    with pytest.raises(SystemExit) as raised:
+        kernels.main(argv)
+    assert raised.value.code == 2
+    assert argv[0] in capsys.readouterr().err
+
+
+def test_help_describes_the_suite_in_its_whole_first_sentence(capsys):
+    with pytest.raises(SystemExit):
+        kernels.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "read bandwidth and the NumPy/SciPy two-pass reference, measured in one run." in text
+    assert "--bandwidth-bytes" in text and "(default 10)" in text

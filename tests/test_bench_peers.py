@@ -48,3 +48,12 @@ def test_pytorch_autograd_computes_fastdps_sums():
 def test_bad_arguments_exit(capsys):
     with pytest.raises(SystemExit):
         peers.main(["--rows", "1"])
+    assert "--rows must be >= 2" in capsys.readouterr().err
+
+
+def test_help_describes_the_suite_and_its_options(capsys):
+    with pytest.raises(SystemExit):
+        peers.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "PyTorch and scikit-learn doing the same work, measured in one run on this machine." in text
+    assert "rows of the dense tasks (default 4000000)" in text

@@ -63,3 +63,8 @@ def test_the_json_record_carries_the_machine(tmp_path):
     assert {"cpu", "cpu_id", "cores", "caches", "python", "numpy", "numba", "date"} <= set(machine)
     assert machine["cores"] >= 1 and all(size > 0 for size in machine["caches"].values())
     assert report.describe(machine).startswith(f"machine: {machine['cpu']}")
+
+
+def test_summary_is_the_first_paragraph_on_one_line():
+    assert report.summary("`x`: one sentence\nover two lines.\n\n    usage\n") == (
+        "`x`: one sentence over two lines.")

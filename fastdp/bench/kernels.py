@@ -192,15 +192,20 @@ def plot(results: dict[str, dict[str, Any]], bandwidth: dict[str, float], out: s
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `fastdp bench kernels`."""
-    parser = argparse.ArgumentParser(prog="fastdp bench kernels", description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every case's rows")
-    parser.add_argument("--bandwidth-bytes", type=int, default=DEFAULT_BYTES)
-    parser.add_argument("--out", default=report.DEFAULT_OUT)
+    parser = argparse.ArgumentParser(prog="fastdp bench kernels", description=report.summary(__doc__))
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES),
+                        metavar="CASE", help="cases to run (default all): " + ", ".join(CASES))
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="interleaved timing rounds; each contender keeps its best (default 10)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiply every case's rows (default 1.0)")
+    parser.add_argument("--bandwidth-bytes", type=int, default=DEFAULT_BYTES,
+                        help=f"size of the read-bandwidth probe's array (default {DEFAULT_BYTES})")
+    parser.add_argument("--out", default=report.DEFAULT_OUT,
+                        help=f"directory for kernels.json and kernels.png (default {report.DEFAULT_OUT})")
     args = parser.parse_args(argv)
-    if args.rounds < 1 or not args.scale > 0:
-        parser.error("--rounds must be >= 1 and --scale > 0")
+    if args.rounds < 1 or not args.scale > 0 or args.bandwidth_bytes < 8:
+        parser.error("--rounds must be >= 1, --scale > 0 and --bandwidth-bytes >= 8")
     probe = bandwidth_probe(args.bandwidth_bytes)
     results, bandwidth = {}, {}
     for group in case_groups(args.cases):

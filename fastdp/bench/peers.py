@@ -246,16 +246,22 @@ def plot(rows: list[dict[str, Any]], out: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `fastdp bench peers`."""
-    parser = argparse.ArgumentParser(prog="fastdp bench peers", description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=4_000_000)
-    parser.add_argument("--features", type=int, default=32)
+    parser = argparse.ArgumentParser(prog="fastdp bench peers", description=report.summary(__doc__))
+    parser.add_argument("--rows", type=int, default=4_000_000,
+                        help="rows of the dense tasks (default 4000000)")
+    parser.add_argument("--features", type=int, default=32,
+                        help="features of the dense tasks (default 32)")
     parser.add_argument("--csr-rows", type=int, default=200_000,
-                        help="rows of the hashed-text CSR tasks")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["dense", "csr", "ddp", "sgd"])
+                        help="rows of the hashed-text CSR tasks (default 200000)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="timing rounds of each task; each contender keeps its best (default 5)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["dense", "csr", "ddp", "sgd"],
+                        help="tasks to leave out: the dense and CSR gradients, the 2-process "
+                             "DDP step, the SGD epoch")
     parser.add_argument("--bandwidth-bytes", type=int, default=DEFAULT_BYTES,
-                        help="size of the read-bandwidth probe's array")
-    parser.add_argument("--out", default=report.DEFAULT_OUT)
+                        help=f"size of the read-bandwidth probe's array (default {DEFAULT_BYTES})")
+    parser.add_argument("--out", default=report.DEFAULT_OUT,
+                        help=f"directory for peers.json and peers.png (default {report.DEFAULT_OUT})")
     args = parser.parse_args(argv)
     if (args.rows < 2 or args.features < 1 or args.rounds < 1 or args.csr_rows < 1
             or args.bandwidth_bytes < 8):

@@ -98,6 +98,11 @@ def write_json(out: str, suite: str, result: dict[str, Any]) -> str:
     return path
 
 
+def summary(doc: str) -> str:
+    """The first paragraph of a suite's module docstring as one line: its --help description."""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
 def pyplot() -> Any:
     """matplotlib.pyplot on the Agg backend (files only, no display); an ImportError says how to
     install it."""
