@@ -190,3 +190,62 @@ cdef inline double softmax_row(Py_ssize_t K, double* z, Py_ssize_t label) noexce
         z[k] *= inv
     z[label] -= 1.0
     return loss + log(s)
+
+
+
+@cython.cdivision(True)
+cdef inline double softmax_rows(Py_ssize_t K, double* z, Py_ssize_t stride, Py_ssize_t count,
+                                const Py_ssize_t* labels, floating* d, double* scratch,
+                                double* dsum) noexcept nogil:
+    """softmax_row of count rows at once, class-major, so that every loop runs over the rows
+    and vectorizes (exp_neg on a vector of rows, not on one row's K classes).
+
+    z:       (K, stride) float64, column r < count: row r's margins; clobbered
+    labels:  (count,) class labels in 0..K-1
+    d:       (K, stride) float32 or float64, OUT: column r <- softmax(z_r) - onehot(labels[r])
+    scratch: (3, stride) float64
+    dsum:    (K,) float64, IN/OUT: dsum[k] += the sum over the rows of d[k]
+    Returns the sum over the rows of logsumexp(z_r) - z_r[labels[r]], each row's loss formed as
+    softmax_row forms it (the same maximum, fences, NaN propagation and libm log).
+    """
+    cdef Py_ssize_t k, r
+    cdef double v, e, part, loss = 0.0
+    cdef double* zk
+    cdef floating* dk
+    cdef double* zmax = scratch
+    cdef double* total = scratch + stride
+    cdef double* own = scratch + 2 * stride  # zmax - z[label]
+    for r in range(count):
+        zmax[r] = fastdp_fence(z[r])
+    for k in range(1, K):
+        zk = z + k * stride
+        for r in range(count):
+            v = fastdp_fence(zk[r])
+            zmax[r] = v if v > zmax[r] else zmax[r]
+    for r in range(count):
+        own[r] = fastdp_fence(zmax[r] - fastdp_fence(z[labels[r] * stride + r]))
+        total[r] = 0.0
+    for k in range(K):
+        zk = z + k * stride
+        for r in range(count):
+            e = exp_neg(zmax[r] - zk[r])
+            zk[r] = e
+            total[r] += e
+    for r in range(count):
+        loss += own[r] + log(total[r])
+        total[r] = 1.0 / total[r]
+    for k in range(K):
+        zk = z + k * stride
+        for r in range(count):
+            zk[r] *= total[r]
+    for r in range(count):
+        z[labels[r] * stride + r] -= 1.0
+    for k in range(K):
+        zk = z + k * stride
+        dk = d + k * stride
+        part = 0.0
+        for r in range(count):
+            dk[r] = <floating> zk[r]
+            part += zk[r]
+        dsum[k] += part
+    return loss
