@@ -4,9 +4,11 @@ behind fastdp.kernels.pick_backend, which the default backend ("auto") follows.
     python benchmarks/bench_backends.py [--features 1,3,8,17,100,300] [--mib 256]
                                         [--csr-features 4096,65536,262144,1048576]
                                         [--csr-rows 200000] [--rounds 7]
+                                        [--losses squared,logistic,hinge,softmax] [--classes 5]
 
 Dense: for each width n, X is a dense (m, n) array of about --mib MiB in float64 (m = rows that
-fill it; the float32 array has the same rows). CSR: for each width n, --csr-rows rows of hashed
+fill it; the float32 array has the same rows); softmax runs once for each class count of
+--classes. CSR (squared and logistic, where --losses has them): for each width n, --csr-rows rows of hashed
 text (fastdp.bench.cases.hashed_text: about 100 non-zeros a row), float64, read as a full-batch
 fit reads it: through kernels.tile_csr's copy when kernels.tiles_pay_off says so ("copy" column),
 else by the plain CSR kernel. Each loss's loss_grad_sums is timed on both compiled backends in
@@ -23,7 +25,8 @@ from fastdp import kernels
 from fastdp.bench.cases import hashed_text
 from fastdp.bench.timing import interleaved_best
 
-LOSSES = (("squared", 1), ("logistic", 1), ("hinge", 1), ("softmax", 5))
+LOSSES = ("squared", "logistic", "hinge", "softmax")
+CSR_LOSSES = ("squared", "logistic")
 
 
 def int_list(text: str) -> list[int]:
@@ -55,7 +58,8 @@ def compare(label: str, loss: str, X, y, coef, intercept, out: np.ndarray, round
         raise SystemExit(f"{label} {loss} {np.dtype(dtype).name}: the backends disagree")
     best = interleaved_best({b: (lambda b=b: run(b, out, validate=False))
                              for b in ("numba", "cython")}, rounds)
-    print(f"{label} {np.dtype(dtype).name:>8} {loss:>9} {best['numba'] * 1e3:>9.2f} "
+    name = f"{loss}/{coef.shape[1]}" if coef.ndim == 2 else loss  # softmax/K
+    print(f"{label} {np.dtype(dtype).name:>8} {name:>10} {best['numba'] * 1e3:>9.2f} "
           f"{best['cython'] * 1e3:>10.2f} {best['numba'] / best['cython']:>13.2f} "
           f"{kernels.pick_backend(loss, X):>7}")
 
@@ -67,19 +71,29 @@ def main() -> None:
     parser.add_argument("--csr-features", type=int_list, default=[2**12, 2**16, 2**18, 2**20])
     parser.add_argument("--csr-rows", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--losses", type=lambda text: text.split(","), default=list(LOSSES))
+    parser.add_argument("--classes", type=int_list, default=[5], help="softmax's class counts")
     args = parser.parse_args()
+    unknown = sorted(set(args.losses) - set(LOSSES))
+    if unknown:
+        parser.error(f"--losses must be among {', '.join(LOSSES)}, got {', '.join(unknown)}")
+    if min(args.classes) < 2:
+        parser.error(f"--classes must be >= 2, got {args.classes}")
+    cases = [(loss, K) for loss in args.losses
+             for K in (args.classes if loss == "softmax" else [1])]
     rng = np.random.default_rng(0)
-    print(f"{'X':>5} {'n':>8} {'rows':>9} {'copy':>5} {'dtype':>8} {'loss':>9} {'numba ms':>9} "
+    print(f"{'X':>5} {'n':>8} {'rows':>9} {'copy':>5} {'dtype':>8} {'loss':>10} {'numba ms':>9} "
           f"{'cython ms':>10} {'numba/cython':>13} {'auto':>7}")
     for n in args.features:
         m = max(1, int(args.mib * 2**20 / (8 * n)))
         for dtype in (np.float64, np.float32):
-            for loss, K in LOSSES:
+            for loss, K in cases:
                 compare(f"{'dense':>5} {n:>8} {m:>9} {'':>5}", loss,
                         *problem(loss, K, m, n, dtype, rng), args.rounds)
-    for n in args.csr_features:
+    csr_losses = [loss for loss in CSR_LOSSES if loss in args.losses]
+    for n in args.csr_features if csr_losses else []:
         X = hashed_text(args.csr_rows, n, rng)
-        for loss in ("squared", "logistic"):
+        for loss in csr_losses:
             y = np.where(rng.random(X.shape[0]) < 0.5, -1.0, 1.0)
             copy = kernels.tiles_pay_off(loss, X)
             compare(f"{'csr':>5} {n:>8} {X.shape[0]:>9} {'yes' if copy else 'no':>5}", loss, X, y,

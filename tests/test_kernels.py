@@ -309,12 +309,12 @@ def test_bad_arguments_are_named(args, message):
 @pytest.mark.parametrize("simd_rows,openmp", [(True, True), (False, True), (True, False)])
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("loss", LOSSES)
-def test_auto_picks_cython_for_dense_scalar_losses_with_avx512_and_openmp_else_numba(
+def test_auto_picks_cython_for_dense_data_with_avx512_and_openmp_else_numba(
         loss, fmt, simd_rows, openmp, monkeypatch):
     monkeypatch.setattr(kernels._cython_dense, "SIMD_ROWS", simd_rows)
     monkeypatch.setattr(kernels, "OPENMP", openmp)
     X = make(loss, 3, 2, np.float64, fmt)[0]
-    expected = "cython" if simd_rows and openmp and fmt == "dense" and loss != "softmax" else "numba"
+    expected = "cython" if simd_rows and openmp and fmt == "dense" else "numba"
     assert kernels.pick_backend(loss, X) == kernels.pick_backend(loss, X, "auto") == expected
     for backend in kernels.BACKENDS:  # a named backend is kept
         assert kernels.pick_backend(loss, X, backend) == backend

@@ -226,12 +226,12 @@ def backend_error(backend) -> str | None:
 def pick_backend(loss: str, X, backend: str = "auto") -> str:
     """The backend that runs `loss` over X: `backend` itself, unless it is "auto".
 
-    "auto" picks "cython" for dense X and a scalar-margin loss when the Cython dense kernels were
-    built with AVX-512 (_cython_dense.SIMD_ROWS: csrc/simd_rows.h) and OpenMP (OPENMP), and
-    "numba" otherwise (CSR X, softmax, or a build without them: a Cython build without OpenMP
-    runs on one thread): the faster of the two on most shapes of each path in
-    benchmarks/bench_backends.py and `fastdp bench kernels` (README, Measured). The choice
-    depends on the build, the format and the loss only, never on timings, so every rank of one
+    "auto" picks "cython" for dense X (any loss) when the Cython dense kernels were built with
+    AVX-512 (_cython_dense.SIMD_ROWS: csrc/simd_rows.h) and OpenMP (OPENMP), and "numba"
+    otherwise (CSR X, or a build without them: a Cython build without OpenMP runs on one
+    thread): the faster of the two on most shapes of each path in benchmarks/bench_backends.py
+    and `fastdp bench kernels` (README, Measured). The choice depends on the build and X's format
+    only (the rule does not use `loss` today), never on timings, so every rank of one
     installation makes the same one.
     Raises ValueError for a backend not in BACKEND_CHOICES.
     """
@@ -240,8 +240,7 @@ def pick_backend(loss: str, X, backend: str = "auto") -> str:
         raise ValueError(error)
     if backend != "auto":
         return backend
-    dense_scalar = not _is_sparse(X) and isinstance(loss, str) and loss not in MULTICLASS_LOSSES
-    return "cython" if dense_scalar and _cython_dense.SIMD_ROWS and OPENMP else "numba"
+    return "cython" if not _is_sparse(X) and _cython_dense.SIMD_ROWS and OPENMP else "numba"
 
 
 def _prepare(loss: str, X, y, coef, intercept, validate: bool):
