@@ -8,13 +8,14 @@ behind fastdp.kernels.pick_backend, which the default backend ("auto") follows.
 
 Dense: for each width n, X is a dense (m, n) array of about --mib MiB in float64 (m = rows that
 fill it; the float32 array has the same rows); softmax runs once for each class count of
---classes. CSR (squared and logistic, where --losses has them): for each width n, --csr-rows rows of hashed
-text (fastdp.bench.cases.hashed_text: about 100 non-zeros a row), float64, read as a full-batch
-fit reads it: through kernels.tile_csr's copy when kernels.tiles_pay_off says so ("copy" column),
-else by the plain CSR kernel. Each loss's loss_grad_sums is timed on both compiled backends in
-interleaved rounds (fastdp.bench.timing.interleaved_best). Printed per case: the best round of
-each backend, numba / cython (above 1: Cython is faster) and what "auto" picks. Both backends'
-sums are checked against each other first (float64: 1e-9 relative, float32: 1e-4).
+--classes. CSR (squared and logistic, where --losses has them): for each width n, --csr-rows
+rows of hashed text (fastdp.bench.cases.hashed_text: about 100 non-zeros a row), float64, read
+as a full-batch fit reads it: through kernels.tile_csr's copy when kernels.tiles_pay_off says so
+("copy" column), else by the plain CSR kernel. Each loss's loss_grad_sums is timed on both
+compiled backends in interleaved rounds (fastdp.bench.timing.interleaved_best). Printed per
+case: the best round of each backend, numba / cython (above 1: Cython is faster) and what
+"auto" picks. Both backends' sums are checked against each other first (float64: 1e-9
+relative, float32: 1e-4).
 """
 
 import argparse

@@ -192,7 +192,6 @@ cdef inline double softmax_row(Py_ssize_t K, double* z, Py_ssize_t label) noexce
     return loss + log(s)
 
 
-
 @cython.cdivision(True)
 cdef inline double softmax_rows(Py_ssize_t K, double* z, Py_ssize_t stride, Py_ssize_t count,
                                 const Py_ssize_t* labels, floating* d, double* scratch,
