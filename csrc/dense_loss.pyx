@@ -134,8 +134,9 @@ cdef void _block_sums(int loss, const floating* X, const floating* y, const doub
     A group of rows at a time (group_rows): their margins (four rows at a time: fastdp_dot4,
     four independent dot products in float64, the intercept added in the same vector), their
     losses and derivatives (pointwise_rows: one vectorized loop), then their gradient
-    (fastdp_rows_grad: the group's rows re-read from L1, summed in X's dtype, added to acc). Rows PREFETCH_BYTES ahead are prefetched
-    into L2 (one PREFETCH_STRIDE at a time) while the margins are formed.
+    (fastdp_rows_grad: the group's rows re-read from L1, summed in X's dtype, added to acc).
+    Rows PREFETCH_BYTES ahead are prefetched into L2 (one PREFETCH_STRIDE at a time) while the
+    margins are formed.
     No allocation: the group's scratch is on the stack.
     """
     cdef Py_ssize_t s, i, j, k, p, count, rows, pf_end

@@ -2,7 +2,8 @@
 """Per-row losses shared by the Cython kernels (dense_loss.pyx, sparse_loss.pyx): inline C, no module.
 
 The codes are fastdp.kernels.losses.LOSS_CODES; numba_dense.py holds the Numba twins (exp_neg,
-log1p_unit, pointwise, pointwise_rows, softmax_row), with the same formulas.
+log1p_unit, pointwise, pointwise_rows, softmax_row), with the same formulas. softmax_rows, many
+rows of softmax_row at once, has no twin (Numba's dense softmax goes a row at a time).
 
 exp_neg and log1p_unit are branch-free arithmetic (no libm call), so a loop over rows of
 pointwise_rows vectorizes: the logistic loss of a row costs a few vector instructions instead of
